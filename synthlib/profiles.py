@@ -1,0 +1,138 @@
+"""Profiles: the one parameter set that decides sizes, steps and models of a run.
+
+Three profiles, ``smoke`` (CI, seconds), ``default`` (a laptop, minutes) and
+``paper`` (a GPU workstation with real data and Stable Diffusion). A notebook
+parameter overrides one field: ``load("default", n_train=100)``. The profile
+name comes from the argument, else the ``SYNTHLIB_PROFILE`` environment
+variable, else ``default``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+from dataclasses import dataclass, fields, replace
+from typing import Any
+
+import pandas as pd
+
+ENV_VAR = "SYNTHLIB_PROFILE"
+
+
+class ProfileError(ValueError):
+    """Unknown profile, unknown field, or a value of the wrong type."""
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Every tunable of a run. Stages read the fields they need from here."""
+
+    name: str = "default"
+    seed: int = 0
+    # Image size (height, width) of the embedded world and the models trained on it.
+    height: int = 64
+    width: int = 128
+    # Datasets. Names are minicity styles ("flat", "game", "real") or dataset kinds
+    # given a root in 00_data ("gta5", "synthia", "cityscapes", "folder", ...).
+    sources: tuple[str, ...] = ("flat", "game")
+    target: str = "real"
+    conditions: tuple[str, ...] = ("fog", "night", "rain", "snow")
+    # minicity sizes per split; real datasets are capped by max_train/max_val (0 = all).
+    minicity_train: int = 500
+    minicity_val: int = 200
+    minicity_condition_val: int = 100
+    max_train: int = 0
+    max_val: int = 0
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile(
+        name="smoke",
+        height=32,
+        width=64,
+        minicity_train=24,
+        minicity_val=12,
+        minicity_condition_val=6,
+    ),
+    "default": Profile(),
+    "paper": Profile(
+        name="paper",
+        height=512,
+        width=1024,
+        sources=("gta5", "synthia"),
+        target="cityscapes",
+        conditions=("fog", "night", "rain", "snow"),
+    ),
+}
+
+
+def names() -> list[str]:
+    """The profile names."""
+    return list(PROFILES)
+
+
+def field_names() -> list[str]:
+    """The fields a notebook parameter may override."""
+    return [f.name for f in fields(Profile) if f.name != "name"]
+
+
+def load(profile: str | None = None, **overrides: Any) -> Profile:
+    """The named profile (or ``$SYNTHLIB_PROFILE``, or ``default``) with fields overridden.
+
+    Overrides whose value is None are ignored, so notebook parameters can default
+    to None ("use the profile's value"). Lists are accepted for tuple fields.
+    """
+    name = profile or os.environ.get(ENV_VAR) or "default"
+    if name not in PROFILES:
+        source = "profile" if profile else f"${ENV_VAR}"
+        raise ProfileError(f"{source}={name!r} is not a profile; valid profiles: {', '.join(PROFILES)}")
+    base = PROFILES[name]
+    hints = typing.get_type_hints(Profile)
+    changes = {}
+    for key, value in overrides.items():
+        if value is None:
+            continue
+        if key not in hints or key == "name":
+            raise ProfileError(f"{key!r} is not a profile field; valid fields: {', '.join(field_names())}")
+        changes[key] = _coerce(key, value, hints[key])
+    return replace(base, **changes)
+
+
+def describe() -> pd.DataFrame:
+    """A table of every profile (columns) and field (rows)."""
+    return pd.DataFrame({name: dataclasses.asdict(p) for name, p in PROFILES.items()}).drop(index="name")
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+    """Check ``value`` against the field's annotation; accept list for tuple and int for float."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(hint)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(key, value, option)
+            except ProfileError as e:
+                errors.append(str(e))
+        raise ProfileError(errors[0])
+    if origin is tuple:
+        args = typing.get_args(hint)
+        if not isinstance(value, (list, tuple)):
+            raise ProfileError(f"profile field {key!r} expects a list of {_type_name(args[0])}, got {value!r}")
+        item_type = args[0]
+        return tuple(_coerce(key, v, item_type) for v in value)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, bool) or not isinstance(value, hint):
+        raise ProfileError(f"profile field {key!r} expects {_type_name(hint)}, got {value!r} ({type(value).__name__})")
+    return value
+
+
+def _type_name(hint: Any) -> str:
+    return getattr(hint, "__name__", str(hint))

@@ -1,0 +1,282 @@
+"""Run directories and cached, atomic, resumable stages.
+
+Everything a run makes lives under ``runs/<name>/``. A *stage* is one named
+output folder in it (``data/real``, ``pseudo_labels``, ...), made by a build
+function::
+
+    run_dir = runs.open("default")
+    path = run_dir.stage("data/real", params={"n": 500}, inputs=(), build=write_it)
+
+``build(ctx)`` writes into ``ctx.out``, a temporary folder; on success the
+folder gets a ``manifest.json`` and is renamed into place in one step, so a
+killed process never leaves a half-written stage visible. A stage whose
+parameters and input stages are unchanged is skipped. A stage that re-runs
+gets a new fingerprint, so every stage that used it as an input re-runs when
+next asked. Long builds keep checkpoints in ``ctx.checkpoints``, which
+survives a crash and is removed when the stage completes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cache
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+RUNS_ENV_VAR = "SYNTHLIB_RUNS_DIR"
+MANIFEST = "manifest.json"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$")
+_PACKAGES = ("synthlib", "torch", "diffusers", "transformers", "accelerate", "numpy", "pillow", "pandas")
+
+
+class StageError(RuntimeError):
+    """A stage was asked for with bad parameters or missing inputs."""
+
+
+@dataclass
+class StageContext:
+    """What a build function gets: where to write, where to checkpoint, what to record."""
+
+    name: str
+    params: dict[str, Any]
+    out: Path
+    checkpoints: Path
+    run_dir: RunDir
+    #: Anything JSON-serialisable the build wants in the manifest (metrics, counts).
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def default_root() -> Path:
+    """``$SYNTHLIB_RUNS_DIR``, else ``runs/`` in the enclosing project checkout, else ``./runs``."""
+    if os.environ.get(RUNS_ENV_VAR):
+        return Path(os.environ[RUNS_ENV_VAR])
+    here = Path.cwd().resolve()
+    for folder in (here, *here.parents):
+        pyproject = folder / "pyproject.toml"
+        if pyproject.is_file() and 'name = "synthlib"' in pyproject.read_text(errors="ignore"):
+            return folder / "runs"
+    return here / "runs"
+
+
+def open(name: str = "default", root: str | Path | None = None) -> RunDir:  # noqa: A001 - mirrors the DESIGN's `runs.open`
+    """Open (creating if needed) the run directory ``<root>/<name>``."""
+    if not _NAME.match(name) or "/" in name:
+        raise StageError(f"run name {name!r} must be one folder name of letters, digits, '_', '.', '-'")
+    return RunDir(Path(root) if root is not None else default_root(), name)
+
+
+class RunDir:
+    """One run's folder: its stages, their manifests and datasets."""
+
+    def __init__(self, root: Path, name: str) -> None:
+        self.name = name
+        self.path = Path(root) / name
+        self.path.mkdir(parents=True, exist_ok=True)
+        self._clean_stale()
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    def __fspath__(self) -> str:
+        return str(self.path)
+
+    def stage_path(self, name: str) -> Path:
+        """Where a stage's output lives (it may not exist yet)."""
+        _check_name(name)
+        return self.path / name
+
+    def manifest(self, name: str) -> dict[str, Any] | None:
+        """The stage's manifest, or None when the stage has not completed."""
+        file = self.stage_path(name) / MANIFEST
+        return json.loads(file.read_text()) if file.is_file() else None
+
+    def stages(self) -> list[str]:
+        """Names of the completed stages."""
+        # Stage names are a few folders deep; rglob would walk every dataset file.
+        files = [f for depth in range(1, 4) for f in self.path.glob("/".join(["*"] * depth) + "/" + MANIFEST)]
+        found = [f.parent.relative_to(self.path).as_posix() for f in files]
+        return sorted(n for n in found if not n.startswith("."))
+
+    def is_current(self, name: str, params: Any, inputs: Iterable[str] = ()) -> bool:
+        """True when the stage exists with the same parameters and the same input stages."""
+        manifest = self.manifest(name)
+        if manifest is None:
+            return False
+        return manifest["params_hash"] == hash_params(params) and manifest["inputs"] == self._input_fingerprints(
+            name, inputs
+        )
+
+    def stage(
+        self,
+        name: str,
+        params: Any,
+        build: Callable[[StageContext], Any],
+        inputs: Iterable[str] = (),
+        force: bool = False,
+    ) -> Path:
+        """Make stage ``name`` with ``build`` unless it is already current; return its path.
+
+        ``params`` (a dict or dataclass, JSON-serialisable) and the manifests of the
+        ``inputs`` stages decide whether the stored stage is current.
+        """
+        inputs = tuple(inputs)
+        final = self.stage_path(name)
+        canonical = _canonical(params, name)
+        params_hash = hash_params(canonical)
+        input_fps = self._input_fingerprints(name, inputs)
+        if not force and self.is_current(name, canonical, inputs):
+            print(f"[synthlib] {name}: up to date, skipped ({final})")
+            return final
+        checkpoints = self.path / ".work" / name / params_hash[:16]
+        checkpoints.mkdir(parents=True, exist_ok=True)
+        tmp = self.path / ".tmp" / f"{name.replace('/', '__')}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
+        tmp.mkdir(parents=True)
+        ctx = StageContext(name=name, params=canonical, out=tmp, checkpoints=checkpoints, run_dir=self)
+        started, t0 = _now(), time.perf_counter()
+        try:
+            build(ctx)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        manifest = {
+            "stage": name,
+            "params": canonical,
+            "params_hash": params_hash,
+            "inputs": input_fps,
+            "fingerprint": hashlib.sha256(f"{params_hash}{input_fps}{uuid.uuid4()}".encode()).hexdigest(),
+            "git": git_revision(),
+            "packages": package_versions(),
+            "started": started,
+            "finished": _now(),
+            "seconds": round(time.perf_counter() - t0, 3),
+            "info": _canonical(ctx.info, name),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        self._swap_in(tmp, final)
+        shutil.rmtree(checkpoints.parent, ignore_errors=True)
+        print(f"[synthlib] {name}: done in {manifest['seconds']:.1f} s ({final})")
+        return final
+
+    def dataset(self, name: str, split: str, **options: Any):
+        """Open a dataset stage (written in the Cityscapes layout) with the cityscapes adapter."""
+        from synthlib.datasets import DatasetError, open_dataset
+
+        path = self.stage_path(name)
+        if self.manifest(name) is None:
+            done = ", ".join(self.stages()) or "none"
+            raise DatasetError(f"run {self.name!r} has no completed dataset stage {name!r} (completed: {done})")
+        return open_dataset("cityscapes", path, split, **options)
+
+    def _input_fingerprints(self, name: str, inputs: Iterable[str]) -> dict[str, str]:
+        out = {}
+        for dep in inputs:
+            manifest = self.manifest(dep)
+            if manifest is None:
+                raise StageError(f"stage {name!r} needs stage {dep!r}, which run {self.name!r} has not completed")
+            out[dep] = manifest["fingerprint"]
+        return out
+
+    def _swap_in(self, tmp: Path, final: Path) -> None:
+        # Two renames: the old stage goes to .trash, the new one takes its place. A
+        # kill between them leaves no stage at all (it re-runs), never a mixed one.
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            trash = self.path / ".trash" / f"{tmp.name}"
+            trash.parent.mkdir(exist_ok=True)
+            os.replace(final, trash)
+            os.replace(tmp, final)
+            shutil.rmtree(trash, ignore_errors=True)
+        else:
+            os.replace(tmp, final)
+
+    def _clean_stale(self) -> None:
+        """Remove temporary folders of processes that died mid-stage."""
+        for folder in (self.path / ".tmp", self.path / ".trash"):
+            if not folder.is_dir():
+                continue
+            for entry in folder.iterdir():
+                pid = entry.name.rsplit(".", 2)[-2] if entry.name.count(".") >= 2 else ""
+                if not (pid.isdigit() and _alive(int(pid))):
+                    shutil.rmtree(entry, ignore_errors=True)
+
+
+def hash_params(params: Any) -> str:
+    """sha256 of the parameters' canonical JSON."""
+    return hashlib.sha256(json.dumps(_canonical(params, "params"), sort_keys=True).encode()).hexdigest()
+
+
+@cache
+def git_revision() -> dict[str, Any]:
+    """The git revision of the synthlib source tree and whether it has uncommitted changes."""
+    here = Path(__file__).resolve().parent
+    try:
+        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
+        if rev.returncode != 0:
+            return {"revision": None, "dirty": None}
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10
+        )
+        return {"revision": rev.stdout.strip(), "dirty": bool(status.stdout.strip())}
+    except (OSError, subprocess.SubprocessError):
+        return {"revision": None, "dirty": None}
+
+
+@cache
+def package_versions() -> dict[str, str | None]:
+    """Versions of Python and the packages that decide a run's results."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _canonical(value: Any, where: str) -> Any:
+    """JSON-ready copy: dataclasses to dicts, tuples to lists, paths to strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    if isinstance(value, dict):
+        return {str(k): _canonical(v, where) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v, where) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise StageError(f"stage {where!r}: parameter value {value!r} ({type(value).__name__}) is not JSON-serialisable")
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise StageError(f"stage name {name!r}: use folder names of letters, digits, '_', '.', '-' joined by '/'")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,98 @@
+"""Figures and widgets the notebooks show: sample grids, class bars, a browser."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from synthlib.datasets import Dataset, Sample
+from synthlib.labels import colorize
+
+PANELS = ("image", "label", "depth", "instances")
+
+
+def panel(sample: Sample, kind: str) -> np.ndarray | None:
+    """An RGB-displayable array of one part of a sample, or None when it has none."""
+    if kind == "image":
+        return sample.image
+    if kind == "label":
+        return colorize(sample.label)
+    if kind == "depth":
+        return None if sample.depth is None else _normalise(np.log1p(sample.depth))
+    if kind == "instances":
+        if sample.instances is None:
+            return None
+        ids = np.unique(sample.instances, return_inverse=True)[1].reshape(sample.instances.shape)
+        colours = np.random.default_rng(0).integers(40, 256, (ids.max() + 1, 3)).astype(np.uint8)
+        colours[0] = 0
+        return colours[ids]
+    raise ValueError(f"panel kind {kind!r} unknown; valid: {', '.join(PANELS)}")
+
+
+def sample_grid(
+    datasets: Mapping[str, Dataset] | Dataset,
+    n: int = 4,
+    panels: Sequence[str] = ("image", "label", "depth"),
+    start: int = 0,
+    cell_inches: float = 2.2,
+) -> plt.Figure:
+    """A grid: one row per (dataset, sample), one column per panel."""
+    if isinstance(datasets, Dataset):
+        datasets = {getattr(datasets, "name", "dataset"): datasets}
+    rows = [(name, ds[i]) for name, ds in datasets.items() for i in range(start, min(start + n, len(ds)))]
+    if not rows:
+        raise ValueError("sample_grid: the datasets are empty")
+    aspect = rows[0][1].image.shape[1] / rows[0][1].image.shape[0]
+    fig, axes = plt.subplots(
+        len(rows), len(panels), figsize=(cell_inches * aspect * len(panels), cell_inches * len(rows)), squeeze=False
+    )
+    for r, (name, sample) in enumerate(rows):
+        for c, kind in enumerate(panels):
+            ax = axes[r, c]
+            data = panel(sample, kind)
+            if data is not None:
+                ax.imshow(data, cmap="magma" if kind == "depth" else None, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(kind)
+            if c == 0:
+                ax.set_ylabel(f"{name}\n{sample.id[-12:]}", fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def class_frequency_plot(table: pd.DataFrame, measure: str = "pixels %", log: bool = True) -> plt.Figure:
+    """Grouped bars of ``data.class_frequencies``: classes on x, one bar per dataset."""
+    values = table.xs(measure, axis=1, level="measure")
+    fig, ax = plt.subplots(figsize=(12, 3.5))
+    values.plot.bar(ax=ax, logy=log, width=0.8)
+    ax.set_ylabel(measure)
+    ax.set_xlabel("")
+    ax.legend(fontsize=8, ncols=min(len(values.columns), 6))
+    fig.tight_layout()
+    return fig
+
+
+def browse(datasets: Mapping[str, Dataset], panels: Sequence[str] = ("image", "label", "depth")):
+    """An ipywidgets browser: pick a dataset and an index, see its panels."""
+    import ipywidgets as widgets
+
+    names = list(datasets)
+    choose = widgets.Dropdown(options=names, description="dataset")
+    index = widgets.IntSlider(min=0, max=max(len(datasets[names[0]]) - 1, 0), description="index")
+
+    def show(name: str, i: int) -> None:
+        index.max = max(len(datasets[name]) - 1, 0)
+        fig = sample_grid({name: datasets[name]}, n=1, start=min(i, index.max), panels=panels, cell_inches=3)
+        plt.show(fig)
+
+    return widgets.interactive(show, name=choose, i=index)
+
+
+def _normalise(x: np.ndarray) -> np.ndarray:
+    lo, hi = np.nanpercentile(x, 1), np.nanpercentile(x, 99)
+    return np.clip((x - lo) / max(hi - lo, 1e-6), 0, 1)

@@ -1,0 +1,174 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import pytest
+
+from synthlib import runs
+
+
+def _writer(text):
+    def build(ctx):
+        (ctx.out / "out.txt").write_text(text)
+        ctx.info["chars"] = len(text)
+
+    return build
+
+
+def test_stage_writes_manifest_and_skips_when_unchanged(tmp_path, capsys):
+    run = runs.open("r", tmp_path)
+    calls = []
+
+    def build(ctx):
+        calls.append(1)
+        (ctx.out / "x.txt").write_text("hello")
+
+    path = run.stage("data/a", {"n": 3}, build)
+    assert (path / "x.txt").read_text() == "hello"
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["stage"] == "data/a" and manifest["params"] == {"n": 3}
+    assert manifest["params_hash"] == runs.hash_params({"n": 3})
+    assert set(manifest["packages"]) >= {"python", "torch", "numpy"} and manifest["seconds"] >= 0
+    assert {"revision", "dirty"} <= set(manifest["git"])
+    run.stage("data/a", {"n": 3}, build)
+    assert len(calls) == 1
+    assert "data/a: up to date, skipped" in capsys.readouterr().out
+    run.stage("data/a", {"n": 4}, build)
+    assert len(calls) == 2 and run.manifest("data/a")["params"] == {"n": 4}
+    assert run.stages() == ["data/a"]
+    assert not any((tmp_path / "r" / ".tmp").iterdir())
+
+
+def test_dataclass_params_and_info_go_in_the_manifest(tmp_path):
+    @dataclass
+    class P:
+        steps: int = 5
+        sizes: tuple = (1, 2)
+
+    run = runs.open("r", tmp_path)
+    run.stage("s", P(), _writer("abc"))
+    manifest = run.manifest("s")
+    assert manifest["params"] == {"steps": 5, "sizes": [1, 2]}
+    assert manifest["info"] == {"chars": 3}
+
+
+def test_changed_input_reruns_every_dependant(tmp_path):
+    run = runs.open("r", tmp_path)
+    built = []
+
+    def build(name):
+        def f(ctx):
+            built.append(name)
+            (ctx.out / "f").write_text(name)
+
+        return f
+
+    run.stage("a", {"v": 1}, build("a"))
+    run.stage("b", {}, build("b"), inputs=["a"])
+    run.stage("c", {}, build("c"), inputs=["b"])
+    assert built == ["a", "b", "c"]
+    run.stage("a", {"v": 1}, build("a"))
+    run.stage("b", {}, build("b"), inputs=["a"])
+    run.stage("c", {}, build("c"), inputs=["b"])
+    assert built == ["a", "b", "c"]  # nothing changed
+    run.stage("a", {"v": 2}, build("a"))
+    assert not run.is_current("b", {}, ["a"])
+    run.stage("b", {}, build("b"), inputs=["a"])
+    assert not run.is_current("c", {}, ["b"])
+    run.stage("c", {}, build("c"), inputs=["b"])
+    assert built == ["a", "b", "c", "a", "b", "c"]
+
+
+def test_missing_input_stage_is_a_clear_error(tmp_path):
+    run = runs.open("r", tmp_path)
+    with pytest.raises(runs.StageError, match="stage 'b' needs stage 'a', which run 'r' has not completed"):
+        run.stage("b", {}, _writer("x"), inputs=["a"])
+
+
+def test_a_failing_build_leaves_nothing_and_keeps_the_old_stage(tmp_path):
+    run = runs.open("r", tmp_path)
+    run.stage("s", {"v": 1}, _writer("old"))
+
+    def broken(ctx):
+        (ctx.out / "out.txt").write_text("half")
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        run.stage("s", {"v": 2}, broken)
+    assert (run.stage_path("s") / "out.txt").read_text() == "old"
+    assert run.manifest("s")["params"] == {"v": 1}
+    assert not any((tmp_path / "r" / ".tmp").iterdir())
+
+
+def test_bad_names_and_params_are_rejected(tmp_path):
+    run = runs.open("r", tmp_path)
+    with pytest.raises(runs.StageError, match="stage name '../x'"):
+        run.stage("../x", {}, _writer(""))
+    with pytest.raises(runs.StageError, match="not JSON-serialisable"):
+        run.stage("s", {"f": object()}, _writer(""))
+    with pytest.raises(runs.StageError, match="run name"):
+        runs.open("a/b", tmp_path)
+
+
+def test_checkpoints_survive_a_failure_and_are_removed_on_success(tmp_path):
+    run = runs.open("r", tmp_path)
+    seen = []
+
+    def flaky(ctx):
+        seen.append(sorted(p.name for p in ctx.checkpoints.iterdir()))
+        (ctx.checkpoints / "step-10").write_text("state")
+        if len(seen) == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run.stage("train", {"steps": 20}, flaky)
+    run.stage("train", {"steps": 20}, flaky)
+    assert seen == [[], ["step-10"]]  # the second attempt resumed from the checkpoint
+    assert not (tmp_path / "r" / ".work" / "train").exists()
+
+
+_KILLED_STAGE = """
+import sys, time
+from pathlib import Path
+from synthlib import runs
+run = runs.open("r", sys.argv[1])
+def build(ctx):
+    (ctx.out / "part-1").write_text("written")
+    Path(sys.argv[2]).write_text("ready")
+    time.sleep(60)
+run.stage("data/killed", {"v": 1}, build)
+"""
+
+
+def test_sigkill_mid_stage_leaves_nothing_visible_and_reruns_cleanly(tmp_path):
+    ready = tmp_path / "ready"
+    proc = subprocess.Popen([sys.executable, "-c", _KILLED_STAGE, str(tmp_path), str(ready)])
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None, "the stage process died before it was killed"
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    stale = list((tmp_path / "r" / ".tmp").iterdir())
+    assert len(stale) == 1 and (stale[0] / "part-1").exists()  # only in the hidden temp folder
+    run = runs.open("r", tmp_path)  # opening cleans temp folders of dead processes
+    assert not (tmp_path / "r" / "data" / "killed").exists()
+    assert run.manifest("data/killed") is None
+    assert not any((tmp_path / "r" / ".tmp").iterdir())
+    path = run.stage("data/killed", {"v": 1}, _writer("complete"))
+    assert (path / "out.txt").read_text() == "complete" and not (path / "part-1").exists()
+    assert run.stages() == ["data/killed"]
+
+
+def test_default_root_follows_env_var(tmp_path, monkeypatch):
+    monkeypatch.setenv(runs.RUNS_ENV_VAR, str(tmp_path / "elsewhere"))
+    assert runs.open("x").path == tmp_path / "elsewhere" / "x"
