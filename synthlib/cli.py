@@ -69,9 +69,11 @@ def reproduce(
                 kernel_name="python3",
             )
         except pm.PapermillExecutionError as e:
+            first_line = next((line for line in e.source.splitlines() if line.strip()), "")
             print(
-                f"\nsynthlib: {nb.name} failed in cell {e.cell_index} (execution count {e.exec_count}): "
-                f"{e.ename}: {e.evalue}\nThe executed copy with the full traceback is {out}",
+                f"\nsynthlib: {nb.name} failed in cell {e.cell_index + 1} of the executed copy "
+                f"(starting `{first_line[:80]}`): {e.ename}: {e.evalue}\n"
+                f"The executed copy with the full traceback is {out}",
                 file=sys.stderr,
             )
             return 1

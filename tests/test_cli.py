@@ -1,0 +1,69 @@
+import json
+
+import nbformat
+import pytest
+
+from synthlib import cli, runs
+
+
+@pytest.fixture
+def isolated_env(monkeypatch):
+    # reproduce() points the kernels at its profile and runs folder through the environment.
+    monkeypatch.setenv("SYNTHLIB_PROFILE", "smoke")
+    monkeypatch.setenv(runs.RUNS_ENV_VAR, "unused")
+
+
+def _notebook(path, *sources):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("profile = None\nrun = None")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, *(nbformat.v4.new_code_cell(s) for s in sources)]
+    nbformat.write(nb, path)
+
+
+def test_reproduce_smoke_runs_the_project_notebooks(tmp_path, isolated_env, capsys):
+    assert cli.main(["reproduce", "--profile", "smoke", "--run", "ci", "--runs-dir", str(tmp_path)]) == 0
+    run_dir = runs.open("ci", tmp_path)
+    executed = sorted(p.name for p in (run_dir.path / "notebooks").glob("*.ipynb"))
+    assert executed == sorted(p.name for p in cli.select_notebooks(cli.default_notebooks_dir(), None))
+    assert "data/real" in run_dir.stages()
+    first = json.loads((run_dir.path / "notebooks" / executed[0]).read_text())
+    assert any(c.get("outputs") for c in first["cells"] if c["cell_type"] == "code")
+    # the second call resumes from the cached stages
+    assert cli.main(["reproduce", "--profile", "smoke", "--run", "ci", "--runs-dir", str(tmp_path), "--only", "00"]) == 0
+    assert "data/real: up to date, skipped" in capsys.readouterr().out
+
+
+def test_reproduce_reports_the_failing_notebook_and_cell(tmp_path, isolated_env, capsys):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_ok.ipynb", "x = 1")
+    _notebook(nbs / "01_bad.ipynb", "y = 2", "raise ValueError('the map is empty')")
+    _notebook(nbs / "02_never.ipynb", "z = 3")
+    code = cli.main(["reproduce", "--profile", "smoke", "--run", "f", "--notebooks", str(nbs), "--runs-dir", str(tmp_path)])
+    assert code == 1
+    err = capsys.readouterr().err
+    # cell 4 of the executed copy: parameters, papermill's injected parameters, y = 2, the raise
+    assert "01_bad.ipynb failed in cell 4 of the executed copy (starting `raise ValueError" in err and "ValueError: the map is empty" in err
+    out_dir = tmp_path / "f" / "notebooks"
+    assert (out_dir / "00_ok.ipynb").exists() and (out_dir / "01_bad.ipynb").exists()
+    assert not (out_dir / "02_never.ipynb").exists()
+
+
+def test_only_selects_notebooks_and_rejects_unknown_numbers(tmp_path):
+    for name in ("00_a.ipynb", "01_b.ipynb", "06_c.ipynb", "notes.ipynb"):
+        (tmp_path / name).write_text("{}")
+    assert [p.name for p in cli.select_notebooks(tmp_path, "6,0")] == ["00_a.ipynb", "06_c.ipynb"]
+    assert len(cli.select_notebooks(tmp_path, None)) == 3
+    with pytest.raises(ValueError, match="no notebook numbered 03; available: 00, 01, 06"):
+        cli.select_notebooks(tmp_path, "03")
+
+
+def test_profiles_command_prints_fields_and_rejects_unknown(capsys):
+    assert cli.main(["profiles"]) == 0
+    out = capsys.readouterr().out
+    assert "smoke" in out and "paper" in out and "minicity_train" in out
+    assert cli.main(["profiles", "huge"]) == 2
+    assert "valid profiles: smoke, default, paper" in capsys.readouterr().err
+    assert cli.main(["reproduce", "--profile", "huge"]) == 2
