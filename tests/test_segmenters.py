@@ -1,0 +1,156 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from synthlib import segmenters
+from synthlib.datasets import Dataset, Sample
+from synthlib.labels import IGNORE
+from synthlib.metrics import ConfusionMatrix
+from synthlib.segmenters import TrainSettings, uda
+from synthlib.segmenters.model import ModelError
+from synthlib.segmenters.train import augment, rcs_weights
+
+
+class Stripes(Dataset):
+    """Sky above road with a car on the horizon; colours carry the classes, plus noise."""
+
+    def __init__(self, n: int, seed: int, tint: float = 0.0, fail_after: int | None = None) -> None:
+        self.n, self.seed, self.tint, self.fail_after, self.calls = n, seed, tint, fail_after, 0
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Sample:
+        self.calls += 1
+        if self.fail_after is not None and self.calls > self.fail_after:
+            raise KeyboardInterrupt("simulated interruption")
+        rng = np.random.default_rng([self.seed, i])
+        label = np.zeros((32, 64), np.uint8)
+        cut = int(rng.integers(10, 22))
+        label[:cut] = 10
+        x0 = int(rng.integers(0, 50))
+        label[cut - 4 : cut + 6, x0 : x0 + 10] = 13
+        image = np.zeros((32, 64, 3), np.float32)
+        for c, colour in {10: (90, 140, 220), 0: (100, 100, 100), 13: (200, 30, 30)}.items():
+            image[label == c] = colour
+        image = np.clip(image + self.tint + rng.normal(0, 20, image.shape), 0, 255).astype(np.uint8)
+        return Sample(image, label, id=f"s{i}")
+
+
+FAST = dict(batch_size=4, lr=2e-3, warmup_steps=3, crop=(32, 48))
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.parameters()])
+
+
+def test_entropy_and_minent_match_hand_computed_values():
+    prob = torch.zeros(1, 19, 1, 2)
+    prob[0, 0, 0, 0] = prob[0, 1, 0, 0] = 0.5  # two-way tie
+    prob[0, 2, 0, 1] = 1.0  # certain
+    ent = uda.entropy_map(prob)
+    assert ent[0, 0, 0].item() == pytest.approx(math.log(2) / math.log(19), rel=1e-5)
+    assert ent[0, 0, 1].item() == pytest.approx(0.0, abs=1e-6)
+    assert uda.minent_loss(prob).item() == pytest.approx(math.log(2) / math.log(19) / 2, rel=1e-5)
+    uniform = torch.full((1, 19, 1, 1), 1 / 19)
+    assert uda.entropy_map(uniform).item() == pytest.approx(1.0, rel=1e-5)
+    assert uda.domain_bce(torch.zeros(1, 1, 2, 2), 1.0).item() == pytest.approx(math.log(2), rel=1e-6)
+
+
+def test_gradient_reversal_flips_and_scales_gradients():
+    x = torch.tensor([1.0, -2.0, 3.0], requires_grad=True)
+    (uda.grad_reverse(x, 0.01) * torch.tensor([1.0, 2.0, 3.0])).sum().backward()
+    assert torch.allclose(x.grad, torch.tensor([-0.01, -0.02, -0.03]))
+    assert torch.equal(uda.grad_reverse(x, 5.0), x)
+
+
+def test_road_grid_cells_follow_the_crop_in_the_full_image():
+    grid, h, w = 3, 60, 120
+    rows = np.minimum(np.arange(h) * grid // h, grid - 1)
+    cols = np.minimum(np.arange(w) * grid // w, grid - 1)
+    cell_map = (rows[:, None] * grid + cols[None, :]).astype(np.uint8)  # each pixel's cell in the full image
+    image = np.zeros((h, w, 3), np.uint8)
+    rng = np.random.default_rng(0)
+    agreement = []
+    for _ in range(20):
+        _, cells_seen, box = augment(image, cell_map, (30, 50), (0.75, 1.5), True, rng)
+        cells = uda.grid_cells(torch.from_numpy(box)[None], (30, 50), grid)[0].numpy()
+        valid = cells_seen != IGNORE
+        agreement.append((cells[valid] == cells_seen[valid]).mean())
+    assert min(agreement) > 0.95  # only pixels on cell borders may differ by rounding
+    # a coarse feature map (stride 2) of a flipped crop of the top-right corner: every location in cell 2
+    box = torch.tensor([[0.0, 2 / 3, 1 / 3, 1 / 3, 1.0]])
+    assert (uda.grid_cells(box, (4, 8), grid) == 2).all()
+
+
+def test_rare_class_sampling_prefers_images_with_rare_classes():
+    presence = np.array([[1, 0], [1, 0], [1, 0], [1, 1]], bool)  # class 1 rare: one image
+    weights = rcs_weights(presence, np.array([0.99, 0.01]), temperature=0.1)
+    assert weights.sum() == pytest.approx(1.0)
+    assert weights[3] > 0.9 and weights[0] == pytest.approx(weights[1])
+
+
+def test_class_mix_pastes_half_the_source_classes():
+    src_img = torch.full((1, 4, 4, 3), 200, dtype=torch.uint8)
+    tgt_img = torch.zeros((1, 4, 4, 3), dtype=torch.uint8)
+    src_lab = torch.tensor([[[0, 0, 13, 13]] * 4])
+    tgt_lab = torch.full((1, 4, 4), 10)
+    weight = torch.full((1, 4, 4), 0.3)
+    image, label, w = uda.class_mix(src_img, src_lab, tgt_img, tgt_lab, weight, torch.Generator().manual_seed(0))
+    pasted = label != 10
+    assert pasted.sum() == 8  # exactly one of the two source classes
+    assert (image[pasted] == 200).all() and (image[~pasted] == 0).all()
+    assert (w[pasted] == 1).all() and torch.allclose(w[~pasted], torch.tensor(0.3))
+
+
+def test_tiny_training_lowers_the_loss_and_beats_a_constant_predictor():
+    torch.set_num_threads(2)
+    model = segmenters.build("mit-tiny-s2", seed=0)
+    history = segmenters.train(model, Stripes(40, 0), TrainSettings(steps=30, **FAST), progress=False)
+    assert np.mean(history["source"][-5:]) < 0.6 * np.mean(history["source"][:5])
+    val = Stripes(16, 99)
+    cm = segmenters.evaluate(model, val, progress=False)
+    constant = ConfusionMatrix()
+    for s in val:
+        constant.update(np.zeros_like(s.label), s.label)  # everything road
+    assert cm.miou() > constant.miou() + 30
+    # sliding-window inference agrees with whole-image inference on most pixels
+    images = np.stack([s.image for s in val])
+    whole, _ = segmenters.predict(model, images)
+    window, conf = segmenters.predict(model, images, window=(32, 32), stride=(16, 16))
+    assert (whole == window).mean() > 0.8 and conf.shape == whole.shape and (conf <= 1).all()
+
+
+@pytest.mark.parametrize("switches", [{}, {"advent": True, "road_dst": True, "road_spt": True, "self_training": True}], ids=["source", "uda"])
+def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, switches):
+    settings = TrainSettings(steps=4, checkpoint_every=2, **FAST, **switches)
+    target = Stripes(12, 1, tint=30) if switches else None
+    reference = segmenters.build("mit-tiny-s2", seed=0)
+    segmenters.train(reference, Stripes(12, 0), settings, target=target, progress=False)
+
+    interrupted = segmenters.build("mit-tiny-s2", seed=0)
+    # accelerate's loader reads one batch ahead: the 13th sample is read in step 3, after the step-2 checkpoint
+    with pytest.raises(KeyboardInterrupt):
+        segmenters.train(interrupted, Stripes(12, 0, fail_after=3 * 4), settings, target=target, checkpoints=tmp_path, progress=False)
+    assert [p.name for p in tmp_path.glob("step-*")] == ["step-2"]
+    resumed = segmenters.build("mit-tiny-s2", seed=0)
+    history = segmenters.train(resumed, Stripes(12, 0), settings, target=target, checkpoints=tmp_path, progress=False)
+    assert len(history["source"]) == 4
+    assert torch.allclose(_weights(resumed), _weights(reference), atol=1e-6)
+
+
+def test_uda_needs_a_target_and_models_round_trip(tmp_path):
+    with pytest.raises(ValueError, match="need a target dataset"):
+        segmenters.train(segmenters.build("mit-tiny"), Stripes(4, 0), TrainSettings(steps=1, advent=True), progress=False)
+    model = segmenters.build("mit-tiny", seed=3)
+    segmenters.save(model, tmp_path / "m")
+    assert (tmp_path / "m" / "model.safetensors").is_file()
+    loaded = segmenters.load(tmp_path / "m")
+    x = np.random.default_rng(0).integers(0, 255, (2, 32, 64, 3), dtype=np.uint8)
+    assert np.allclose(segmenters.predict_proba(model, x), segmenters.predict_proba(loaded, x), atol=1e-6)
+    with pytest.raises(ModelError, match="is not a SegFormer folder"):
+        segmenters.load(tmp_path)
+    with pytest.raises(ModelError, match="pass a local folder"):
+        segmenters.load("nvidia/segformer-b0-finetuned-cityscapes-does-not-exist")
