@@ -45,6 +45,20 @@ class Profile:
     minicity_condition_val: int = 100
     max_train: int = 0
     max_val: int = 0
+    # Segmenters (pseudo-labellers, UDA baselines, downstream): a config name from
+    # synthlib.segmenters.ARCHITECTURES, or a local folder / hub id of a SegFormer.
+    seg_model: str = "mit-b0-s2"
+    seg_steps: int = 800
+    seg_batch: int = 8
+    seg_lr: float = 1e-3
+    seg_crop: tuple[int, ...] = (64, 128)  # (h, w) training crop
+    seg_rcs_temperature: float = 0.0  # rare-class sampling; 0 disables
+    seg_eval_window: tuple[int, ...] = ()  # (h, w) sliding-window inference; () = whole image
+    # UDA baselines and pseudo-labels (stage 01)
+    uda_source: str = "game"
+    uda_methods: tuple[str, ...] = ("advent", "road_dst", "road_spt", "road", "self_training")
+    pseudo_labeller: str = "self_training"  # a method name, or a SegFormer folder / hub id
+    pseudo_threshold: float = 0.0  # pixels below this confidence become ignore; 0 keeps all
 
 
 PROFILES: dict[str, Profile] = {
@@ -55,6 +69,11 @@ PROFILES: dict[str, Profile] = {
         minicity_train=24,
         minicity_val=12,
         minicity_condition_val=6,
+        seg_model="mit-tiny-s2",
+        seg_steps=12,
+        seg_batch=4,
+        seg_crop=(32, 64),
+        uda_methods=("advent", "road", "self_training"),
     ),
     "default": Profile(),
     "paper": Profile(
@@ -64,6 +83,14 @@ PROFILES: dict[str, Profile] = {
         sources=("gta5", "synthia"),
         target="cityscapes",
         conditions=("fog", "night", "rain", "snow"),
+        uda_source="gta5",
+        seg_model="nvidia/mit-b5",
+        seg_steps=40000,
+        seg_batch=2,
+        seg_lr=6e-5,
+        seg_crop=(512, 512),
+        seg_rcs_temperature=0.01,
+        seg_eval_window=(1024, 1024),
     ),
 }
 

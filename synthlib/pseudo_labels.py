@@ -1,0 +1,168 @@
+"""Stage 01: pseudo-labels for the unlabelled target images.
+
+Input: source datasets with labels, target images. Trains the UDA baselines
+(source only, ADVENT, ROAD-Net, self-training) and measures each on target
+val and by the quality of the pseudo-labels it would produce on target train
+(where target labels exist: minicity, Cityscapes). Then the chosen labeller
+writes stage ``pseudo_labels``: target images with predicted trainIds
+(pixels under the confidence threshold set to 255) in the Cityscapes layout,
+plus ``confidence/<split>/<id>_confidence.png`` (max softmax x 255).
+The target labels are used for measurement only, never for training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from PIL import Image
+
+from synthlib.datasets import Dataset, Sample, write_cityscapes
+from synthlib.labels import IGNORE
+from synthlib.metrics import ConfusionMatrix
+from synthlib.profiles import Profile
+from synthlib.runs import RunDir
+from synthlib.segmenters import fit as seg
+from synthlib.segmenters import predict
+from synthlib.segmenters.model import load
+
+STAGE = "pseudo_labels"
+
+
+def train_baselines(run_dir: RunDir, cfg: Profile) -> dict[str, str]:
+    """Train source-only on every source, each UDA method on ``uda_source``, and the oracle.
+
+    Returns display name -> model stage.
+    """
+    target = f"data/{cfg.target}"
+    models = {}
+    for source in cfg.sources:
+        seg.fit(run_dir, cfg, f"data/{source}", "supervised")
+        models[f"source only ({source})"] = seg.model_stage("supervised", f"data/{source}")
+    for method in cfg.uda_methods:
+        seg.fit(run_dir, cfg, f"data/{cfg.uda_source}", method, target=target)
+        models[f"{seg.LABELS[method]} ({cfg.uda_source})"] = seg.model_stage(method, f"data/{cfg.uda_source}")
+    seg.fit(run_dir, cfg, target, "supervised")
+    models[f"oracle ({cfg.target})"] = seg.model_stage("supervised", target)
+    return models
+
+
+def quality(run_dir: RunDir, cfg: Profile, models: dict[str, str]) -> pd.DataFrame:
+    """mIoU of each model on target val, and of its pseudo-labels on target train (19/16/13-class means)."""
+    target = f"data/{cfg.target}"
+    rows = {}
+    for name, stage in models.items():
+        table = seg.evaluate(run_dir, cfg, stage, [f"{target}:val", f"{target}:train"])
+        rows[name] = {
+            "target val mIoU": table.loc[f"{target}:val", "mIoU"],
+            "pseudo-label mIoU (target train)": table.loc[f"{target}:train", "mIoU"],
+            "pseudo-label pixel acc": table.loc[f"{target}:train", "pixel_acc"],
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("pseudo-labeller")
+
+
+def labeller_stage(cfg: Profile, labeller: str | None = None) -> str | None:
+    """The model stage of a method name, or None when the labeller is an external folder / hub id."""
+    labeller = labeller or cfg.pseudo_labeller
+    if labeller in seg.METHODS:
+        return seg.model_stage(labeller, f"data/{cfg.uda_source}")
+    return None
+
+
+def make(run_dir: RunDir, cfg: Profile, labeller: str | None = None, threshold: float | None = None) -> Path:
+    """Write stage ``pseudo_labels`` for target train and val with the chosen labeller."""
+    labeller = labeller or cfg.pseudo_labeller
+    threshold = cfg.pseudo_threshold if threshold is None else threshold
+    if not 0.0 <= threshold <= 1.0:
+        raise ValueError(f"pseudo-label threshold {threshold} must lie in [0, 1]")
+    stage = labeller_stage(cfg, labeller)
+    target = f"data/{cfg.target}"
+    if stage is not None:
+        seg.fit(run_dir, cfg, f"data/{cfg.uda_source}", labeller, target=target)
+    window = tuple(cfg.seg_eval_window) or None
+    params = {"labeller": labeller, "threshold": threshold, "window": window}
+
+    def build(ctx):
+        model = seg.load_model(run_dir, stage) if stage else load(labeller)
+        for split in ("train", "val"):
+            confidence_dir = ctx.out / "confidence" / split
+            labelled = PseudoLabelled(run_dir.dataset(target, split), model, threshold, confidence_dir, window=window)
+            write_cityscapes(labelled, ctx.out, split)
+            ctx.info[split] = {"images": len(labelled), **labelled.quality.summary()}
+
+    inputs = ([stage] if stage else []) + [target]
+    return run_dir.stage(STAGE, params, build, inputs=inputs)
+
+
+def grid(run_dir: RunDir, cfg: Profile, n: int = 4, split: str = "train"):
+    """Image | pseudo-label | confidence | ground truth (where the target has labels), one row per image."""
+    import matplotlib.pyplot as plt
+
+    from synthlib.labels import colorize
+
+    pseudo = run_dir.dataset(STAGE, split)
+    truth = run_dir.dataset(f"data/{cfg.target}", split)
+    n = min(n, len(pseudo))
+    aspect = pseudo[0].image.shape[1] / pseudo[0].image.shape[0]
+    fig, axes = plt.subplots(n, 4, figsize=(2 * aspect * 4, 2 * n), squeeze=False)
+    for r in range(n):
+        s, t = pseudo[r], truth[r]
+        panels = [s.image, colorize(s.label), confidence(run_dir, split, s.id), colorize(t.label)]
+        for c, (title, panel) in enumerate(zip(("image", "pseudo-label", "confidence", "ground truth"), panels, strict=True)):
+            axes[r, c].imshow(panel, cmap="viridis" if c == 2 else None, vmin=0, vmax=1 if c == 2 else None, interpolation="nearest")
+            axes[r, c].set_axis_off()
+            if r == 0:
+                axes[r, c].set_title(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def confidence(run_dir: RunDir, split: str, sample_id: str) -> np.ndarray:
+    """The stored confidence map (0-1) of one pseudo-labelled sample."""
+    path = run_dir.stage_path(STAGE) / "confidence" / split / f"{sample_id}_confidence.png"
+    return np.asarray(Image.open(path), np.float32) / 255.0
+
+
+def threshold_labels(labels: np.ndarray, confidence: np.ndarray, threshold: float) -> np.ndarray:
+    """Pixels whose confidence is below ``threshold`` become ignore (255)."""
+    return np.where(confidence < threshold, IGNORE, labels).astype(np.uint8)
+
+
+class PseudoLabelled(Dataset):
+    """Target images with a model's predictions as labels, predicted a batch at a time on demand.
+
+    Accumulates the predictions' confusion matrix against the target labels
+    (``quality``, each image once) and writes each confidence map as a PNG into
+    ``confidence_dir`` as it goes.
+    """
+
+    def __init__(self, images: Dataset, model, threshold: float, confidence_dir: Path, batch_size: int = 16, window=None) -> None:
+        self.images, self.model, self.threshold, self.batch_size, self.window = images, model, threshold, batch_size, window
+        self.confidence_dir = Path(confidence_dir)
+        self.confidence_dir.mkdir(parents=True, exist_ok=True)
+        self.name = f"pseudo-labels of {getattr(images, 'name', 'target')}"
+        self.quality = ConfusionMatrix()
+        self._seen: set[str] = set()
+        self._cache: dict[int, Sample] = {}
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> Sample:
+        index = self._check_index(index)
+        if index not in self._cache:
+            self._predict_batch(index)
+        return self._cache[index]
+
+    def _predict_batch(self, start: int) -> None:
+        samples = [self.images[i] for i in range(start, min(start + self.batch_size, len(self.images)))]
+        pred, conf = predict(self.model, np.stack([s.image for s in samples]), self.window)
+        self._cache = {}
+        for offset, (s, p, c) in enumerate(zip(samples, pred, conf, strict=True)):
+            if s.id not in self._seen:
+                self._seen.add(s.id)
+                self.quality.update(p, s.label)
+                Image.fromarray(np.round(c * 255).astype(np.uint8)).save(self.confidence_dir / f"{s.id}_confidence.png", compress_level=1)
+            self._cache[start + offset] = Sample(s.image, threshold_labels(p, c, self.threshold), s.depth, None, s.id, s.meta)
+

@@ -1,0 +1,135 @@
+"""Segmenters as run stages: train one on a dataset stage, evaluate one on dataset stages.
+
+``fit`` writes stage ``models/<method>/<training set stage>`` (the model saved
+with ``save_pretrained`` plus its loss history); ``evaluate`` writes stage
+``eval/<model stage>`` with one row of per-class IoUs per evaluation set.
+Both are cached like every stage, so tables can be re-read without retraining.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from synthlib.datasets import Dataset, Sample
+from synthlib.labels import IGNORE
+from synthlib.profiles import Profile
+from synthlib.runs import RunDir
+from synthlib.segmenters.infer import evaluate as evaluate_model
+from synthlib.segmenters.model import build, load, save
+from synthlib.segmenters.train import TrainSettings, train
+
+#: Training methods: switches of TrainSettings. "supervised" is source-only (or the oracle on target labels).
+METHODS: dict[str, dict[str, bool]] = {
+    "supervised": {},
+    "advent": {"advent": True},
+    "road_dst": {"road_dst": True},
+    "road_spt": {"road_spt": True},
+    "road": {"road_dst": True, "road_spt": True},
+    "self_training": {"self_training": True},
+}
+LABELS = {
+    "supervised": "source only",
+    "advent": "ADVENT",
+    "road_dst": "ROAD-Net (dst)",
+    "road_spt": "ROAD-Net (spt)",
+    "road": "ROAD-Net (dst+spt)",
+    "self_training": "self-training",
+}
+
+
+def settings(cfg: Profile, method: str = "supervised") -> TrainSettings:
+    """Training settings for ``method`` from the profile's seg_* fields."""
+    if method not in METHODS:
+        raise ValueError(f"segmenter method {method!r} unknown; valid: {', '.join(METHODS)}")
+    base = TrainSettings(
+        steps=cfg.seg_steps,
+        batch_size=cfg.seg_batch,
+        lr=cfg.seg_lr,
+        crop=tuple(cfg.seg_crop) if cfg.seg_crop else None,
+        rcs_temperature=cfg.seg_rcs_temperature,
+        seed=cfg.seed,
+        warmup_steps=min(50, max(cfg.seg_steps // 10, 1)),
+    )
+    return replace(base, **METHODS[method])
+
+
+def model_stage(method: str, train_set: str) -> str:
+    """Stage name of a segmenter trained with ``method`` on dataset stage ``train_set``."""
+    return f"models/{method}/{train_set}"
+
+
+def fit(run_dir: RunDir, cfg: Profile, train_set: str, method: str = "supervised", target: str | None = None) -> Path:
+    """Train (or reuse) the segmenter of ``method`` on ``train_set``; UDA methods adapt to ``target``'s images.
+
+    The target's labels are hidden from training: UDA sees its images only.
+    """
+    s = settings(cfg, method)
+    if s.needs_target and target is None:
+        raise ValueError(f"method {method!r} adapts to a target: pass target= a dataset stage such as 'data/real'")
+    target = target if s.needs_target else None
+    inputs = [train_set] + ([target] if target else [])
+    params = {"model": cfg.seg_model, "train_set": train_set, "target": target, "settings": asdict(s)}
+
+    def build_stage(ctx):
+        model = build(cfg.seg_model, seed=cfg.seed)
+        unlabelled = Unlabelled(run_dir.dataset(target, "train")) if target else None
+        history = train(model, run_dir.dataset(train_set, "train"), s, target=unlabelled, checkpoints=ctx.checkpoints)
+        save(model, ctx.out / "model")
+        (ctx.out / "history.json").write_text(json.dumps(history))
+        ctx.info["final_losses"] = {k: float(np.mean(v[-20:])) for k, v in history.items()}
+
+    return run_dir.stage(model_stage(method, train_set), params, build_stage, inputs=inputs)
+
+
+def load_model(run_dir: RunDir, stage: str):
+    """The segmenter saved by a ``fit`` stage."""
+    return load(run_dir.stage_path(stage) / "model")
+
+
+def evaluate(run_dir: RunDir, cfg: Profile, stage: str, eval_sets: list[str]) -> pd.DataFrame:
+    """Per-class IoU (%) and means of a model stage on ``eval_sets`` (``"data/real:val"``: stage and split).
+
+    Cached as stage ``eval/<stage>``; returns one row per evaluation set.
+    """
+    parsed = [_parse_eval_set(e) for e in eval_sets]
+    window = tuple(cfg.seg_eval_window) or None
+    params = {"eval_sets": list(eval_sets), "window": window}
+
+    def build_stage(ctx):
+        model = load_model(run_dir, stage)
+        rows = [
+            evaluate_model(model, run_dir.dataset(name, split), window=window, desc=f"eval {name}:{split}").row(f"{name}:{split}")
+            for name, split in parsed
+        ]
+        pd.concat(rows).to_csv(ctx.out / "iou.csv")
+
+    inputs = [stage, *dict.fromkeys(name for name, _ in parsed)]
+    path = run_dir.stage(f"eval/{stage}", params, build_stage, inputs=inputs)
+    return pd.read_csv(path / "iou.csv", index_col=0)
+
+
+def _parse_eval_set(spec: str) -> tuple[str, str]:
+    name, sep, split = spec.rpartition(":")
+    if not sep or not name or split not in ("train", "val"):
+        raise ValueError(f"evaluation set {spec!r}: expected '<dataset stage>:<split>', e.g. 'data/real:val'")
+    return name, split
+
+
+class Unlabelled(Dataset):
+    """A view of a dataset with every label set to ignore: UDA may see target images only."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self.name = f"{getattr(dataset, 'name', 'dataset')} (unlabelled)"
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Sample:
+        s = self.dataset[index]
+        return Sample(s.image, np.full_like(s.label, IGNORE), s.depth, None, s.id, s.meta)

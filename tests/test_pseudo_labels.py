@@ -1,0 +1,67 @@
+import numpy as np
+import pytest
+
+from synthlib import profiles, pseudo_labels, runs
+from synthlib.datasets import write_cityscapes
+from synthlib.labels import IGNORE
+from synthlib.segmenters import fit as seg
+from synthlib.segmenters import predict
+from tests.test_segmenters import Stripes
+
+
+def test_threshold_sets_low_confidence_pixels_to_ignore():
+    labels = np.array([[0, 13], [10, 2]], np.uint8)
+    conf = np.array([[0.9, 0.4], [0.5, 0.99]], np.float32)
+    assert pseudo_labels.threshold_labels(labels, conf, 0.5).tolist() == [[0, IGNORE], [10, 2]]
+    assert (pseudo_labels.threshold_labels(labels, conf, 0.0) == labels).all()
+
+
+@pytest.fixture
+def stripes_run(tmp_path):
+    """A run whose data stages are small Stripes sets: source 'src', tinted target 'tgt'."""
+    run_dir = runs.open("t", tmp_path)
+    for name, tint in (("src", 0), ("tgt", 40)):
+
+        def build(ctx, tint=tint):
+            write_cityscapes(Stripes(16, 0, tint=tint), ctx.out, "train", progress=False)
+            write_cityscapes(Stripes(8, 1, tint=tint), ctx.out, "val", progress=False)
+
+        run_dir.stage(f"data/{name}", {"tint": tint}, build)
+    cfg = profiles.load("smoke", sources=["src"], target="tgt", uda_source="src", uda_methods=["advent"], conditions=[], seg_steps=6)
+    return run_dir, cfg
+
+
+def test_baselines_quality_and_pseudo_labels_stage(stripes_run):
+    run_dir, cfg = stripes_run
+    models = pseudo_labels.train_baselines(run_dir, cfg)
+    assert list(models) == ["source only (src)", "ADVENT (src)", "oracle (tgt)"]
+    quality = pseudo_labels.quality(run_dir, cfg, models)
+    assert list(quality.index) == list(models)
+    assert quality.notna().all().all() and (quality.to_numpy() >= 0).all()
+    # ADVENT saw target images, never target labels
+    assert run_dir.manifest(models["ADVENT (src)"])["params"]["target"] == "data/tgt"
+
+    path = pseudo_labels.make(run_dir, cfg, labeller="advent", threshold=0.5)
+    pseudo = run_dir.dataset("pseudo_labels", "train")
+    target = run_dir.dataset("data/tgt", "train")
+    assert len(pseudo) == len(target) == 16
+    model = seg.load_model(run_dir, models["ADVENT (src)"])
+    pred, conf = predict(model, np.stack([target[i].image for i in range(3)]))
+    for i in range(3):
+        assert pseudo[i].id == target[i].id and np.array_equal(pseudo[i].image, target[i].image)
+        assert np.array_equal(pseudo[i].label, pseudo_labels.threshold_labels(pred[i], conf[i], 0.5))
+        stored = pseudo_labels.confidence(run_dir, "train", pseudo[i].id)
+        assert np.abs(stored - conf[i]).max() <= 0.5 / 255 + 1e-6
+    info = run_dir.manifest("pseudo_labels")["info"]
+    assert info["train"]["images"] == 16 and 0 <= info["train"]["mIoU"] <= 100
+    assert (path / "gtFine" / "val").is_dir()
+
+
+def test_bad_threshold_and_unknown_method(stripes_run):
+    run_dir, cfg = stripes_run
+    with pytest.raises(ValueError, match=r"threshold 1.5 must lie in \[0, 1\]"):
+        pseudo_labels.make(run_dir, cfg, threshold=1.5)
+    with pytest.raises(ValueError, match="segmenter method 'dann' unknown; valid: supervised, advent"):
+        seg.fit(run_dir, cfg, "data/src", "dann")
+    with pytest.raises(ValueError, match="adapts to a target"):
+        seg.fit(run_dir, cfg, "data/src", "advent")
