@@ -26,12 +26,18 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 00,01,06")
     rep.add_argument("--notebooks", type=Path, default=None, help="folder of the notebooks (default: the checkout's notebooks/)")
     rep.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
+    res = sub.add_parser("results", help="copy a run's tables and figures into results/")
+    res.add_argument("--run", default="default", help="run directory name under runs/")
+    res.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
+    res.add_argument("--to", type=Path, default=None, help="destination (default: the checkout's results/)")
     prof = sub.add_parser("profiles", help="print the profiles and their fields")
     prof.add_argument("name", nargs="?", default=None)
     args = parser.parse_args(argv)
     try:
         if args.command == "profiles":
             return _profiles(args.name)
+        if args.command == "results":
+            return _results(args.run, args.runs_dir, args.to)
         return reproduce(args.profile, args.run, args.only, args.notebooks, args.runs_dir)
     except (profiles.ProfileError, runs.StageError, FileNotFoundError, ValueError) as e:
         print(f"synthlib: error: {e}", file=sys.stderr)
@@ -102,6 +108,15 @@ def select_notebooks(folder: Path, only: str | None) -> list[Path]:
     if unknown:
         raise ValueError(f"--only {only}: no notebook numbered {', '.join(unknown)}; available: {', '.join(by_number)}")
     return [by_number[w] for w in sorted(set(wanted))]
+
+
+def _results(run: str, runs_dir: Path | None, to: Path | None) -> int:
+    from synthlib import report
+
+    run_dir = runs.open(run, runs_dir)
+    copied = report.publish(run_dir, to or Path(__file__).resolve().parents[1] / "results")
+    print(f"copied {len(copied)} file(s) from {run_dir.path / report.TABLES}")
+    return 0
 
 
 def _profiles(name: str | None) -> int:

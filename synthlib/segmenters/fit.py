@@ -81,7 +81,8 @@ def fit(run_dir: RunDir, cfg: Profile, train_set: str, method: str = "supervised
         history = train(model, run_dir.dataset(train_set, "train"), s, target=unlabelled, checkpoints=ctx.checkpoints)
         save(model, ctx.out / "model")
         (ctx.out / "history.json").write_text(json.dumps(history))
-        ctx.info["final_losses"] = {k: float(np.mean(v[-20:])) for k, v in history.items()}
+        ctx.info["final_losses"] = {k: float(np.mean(v[-20:])) for k, v in history.items() if k != "step_seconds"}
+        ctx.info["median_step_seconds"] = float(np.median(history["step_seconds"]))
 
     return run_dir.stage(model_stage(method, train_set), params, build_stage, inputs=inputs)
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -121,6 +122,7 @@ def train(
     model.train()
     bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc="train segmenter", disable=not (progress and accelerator.is_main_process))
     for step in bar:
+        t0 = time.perf_counter()
         for _ in range(settings.grad_accum):
             with accelerator.accumulate(model):
                 losses = parts.losses(next(src_iter), next(tgt_iter) if tgt_iter else None, step)
@@ -134,6 +136,7 @@ def train(
             parts.teacher.update(accelerator.unwrap_model(model), step)
         for key, value in losses.items():
             history.setdefault(key, []).append(float(value.detach()) if torch.is_tensor(value) else float(value))
+        history.setdefault("step_seconds", []).append(time.perf_counter() - t0)
         bar.set_postfix(loss=f"{history['source'][-1]:.3f}")
         if checkpoints is not None and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
             _save(accelerator, checkpoints, step + 1, history)
