@@ -12,7 +12,9 @@ minicity and ``acdc-<condition>`` (from ``roots["acdc"]``) on real data.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -74,7 +76,7 @@ def source_spec(name: str, cfg: Profile, roots: Mapping[str, Any] | None = None)
                 "train": cfg.minicity_train,
                 "val": cfg.minicity_condition_val if condition else cfg.minicity_val,
             },
-            "world_version": minicity.VERSION,
+            "world": _minicity_fingerprint(),
         }
     key = "acdc" if condition and base == "acdc" else name
     if key not in roots:
@@ -143,6 +145,16 @@ def class_frequencies(datasets: Mapping[str, Dataset], max_images: int | None = 
     table = pd.DataFrame(columns, index=pd.Index([*CLASS_NAMES, "ignore"], name="class"))
     table.columns = pd.MultiIndex.from_tuples(table.columns, names=["dataset", "measure"])
     return table
+
+
+@cache
+def _minicity_fingerprint() -> str:
+    """Hash of minicity's source: a change to the world re-generates cached minicity stages."""
+    folder = Path(minicity.__file__).parent
+    digest = hashlib.sha256()
+    for file in sorted(folder.glob("*.py")):
+        digest.update(file.name.encode() + file.read_bytes())
+    return digest.hexdigest()[:16]
 
 
 class _Head(Dataset):
