@@ -1,4 +1,5 @@
 import json
+import os
 
 import nbformat
 import pytest
@@ -22,16 +23,20 @@ def _notebook(path, *sources):
     nbformat.write(nb, path)
 
 
-def test_reproduce_smoke_runs_the_project_notebooks(tmp_path, isolated_env, capsys):
-    assert cli.main(["reproduce", "--profile", "smoke", "--run", "ci", "--runs-dir", str(tmp_path)]) == 0
-    run_dir = runs.open("ci", tmp_path)
+def test_reproduce_smoke_runs_the_project_notebooks(monkeypatch, capsys):
+    monkeypatch.setenv("SYNTHLIB_PROFILE", "smoke")  # restored afterwards; reproduce sets both
+    monkeypatch.setenv(runs.RUNS_ENV_VAR, os.environ[runs.RUNS_ENV_VAR])
+    # The session's runs folder and the profile's run name: the nbval runs of the same
+    # notebooks later in this session then find these stages cached.
+    run_dir = runs.open("smoke")
+    assert cli.main(["reproduce", "--profile", "smoke"]) == 0
     executed = sorted(p.name for p in (run_dir.path / "notebooks").glob("*.ipynb"))
     assert executed == sorted(p.name for p in cli.select_notebooks(cli.default_notebooks_dir(), None))
     assert "data/real" in run_dir.stages()
     first = json.loads((run_dir.path / "notebooks" / executed[0]).read_text())
     assert any(c.get("outputs") for c in first["cells"] if c["cell_type"] == "code")
-    # the second call resumes from the cached stages
-    assert cli.main(["reproduce", "--profile", "smoke", "--run", "ci", "--runs-dir", str(tmp_path), "--only", "00"]) == 0
+    # a second call resumes from the cached stages
+    assert cli.main(["reproduce", "--profile", "smoke", "--only", "00"]) == 0
     assert "data/real: up to date, skipped" in capsys.readouterr().out
 
 
