@@ -9,10 +9,8 @@ resumes from a checkpoint sees exactly the batches an uninterrupted run sees.
 
 from __future__ import annotations
 
-import json
-import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +21,7 @@ from accelerate.utils import set_seed
 from PIL import Image
 from tqdm.auto import tqdm
 
+from synthlib import checkpoints as checkpoints_io
 from synthlib.datasets import Dataset
 from synthlib.labels import IGNORE, NUM_CLASSES
 from synthlib.segmenters import uda
@@ -113,7 +112,7 @@ def train(
         tgt_loader = accelerator.prepare(tgt_loader)
 
     history: dict[str, list[float]] = {}
-    start = _resume(accelerator, checkpoints, history)
+    start = checkpoints_io.resume(accelerator, checkpoints, history, what="segmenter training")
     src_iter = iter(accelerator.skip_first_batches(src_loader, start * settings.grad_accum) if start else src_loader)
     tgt_iter = None
     if tgt_loader is not None:
@@ -139,7 +138,7 @@ def train(
         history.setdefault("step_seconds", []).append(time.perf_counter() - t0)
         bar.set_postfix(loss=f"{history['source'][-1]:.3f}")
         if checkpoints is not None and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
-            _save(accelerator, checkpoints, step + 1, history)
+            checkpoints_io.save(accelerator, checkpoints, step + 1, history)
     accelerator.wait_for_everyone()
     model.eval()
     return history
@@ -350,39 +349,3 @@ def _rcs_weights(dataset: Dataset, temperature: float) -> np.ndarray | None:
         presence[i] = counts > 0
         pixels += counts
     return rcs_weights(presence, pixels / max(pixels.sum(), 1), temperature)
-
-
-# --- checkpoints --------------------------------------------------------------------------
-
-
-def _save(accelerator: Accelerator, folder: Path, step: int, history: dict) -> None:
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return
-    tmp = folder / f".step-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.save_state(str(tmp))
-    (tmp / "history.json").write_text(json.dumps({"step": step, "history": history}))
-    tmp.rename(folder / f"step-{step}")  # a checkpoint is visible only when complete
-    for old in folder.glob("step-*"):
-        if old.name != f"step-{step}":
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _resume(accelerator: Accelerator, folder: Path | None, history: dict) -> int:
-    if folder is None:
-        return 0
-    folder.mkdir(parents=True, exist_ok=True)
-    found = sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    if not found:
-        return 0
-    accelerator.load_state(str(found[-1]))
-    saved = json.loads((found[-1] / "history.json").read_text())
-    history.update(saved["history"])
-    print(f"[synthlib] resumed training from {found[-1].name}")
-    return int(saved["step"])
-
-
-def settings_dict(settings: TrainSettings) -> dict:
-    """The settings as a plain dict (for manifests)."""
-    return asdict(settings)
