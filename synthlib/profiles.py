@@ -59,6 +59,35 @@ class Profile:
     uda_methods: tuple[str, ...] = ("advent", "road_dst", "road_spt", "road", "self_training")
     pseudo_labeller: str = "self_training"  # a method name, or a SegFormer folder / hub id
     pseudo_threshold: float = 0.0  # pixels below this confidence become ignore; 0 keeps all
+    # Diffusion (stages 02-03). diff_model: a named small config ("tiny", "micro"; pixel
+    # space, random weights, pretrained here on the sources) or a Stable Diffusion folder /
+    # hub id (latent space, loaded; no pretraining stage).
+    diff_model: str = "tiny"
+    diff_resolution: tuple[int, ...] = (32, 64)  # (h, w) generated; images are resized to the maps' size
+    diff_prediction: str = "v_prediction"  # built models only; a loaded model keeps its scheduler's
+    diff_prompt: str = "a photo of a city street"  # the target domain prompt
+    diff_batch: int = 8
+    diff_lr: float = 1e-3
+    diff_ema: float = 0.0  # EMA decay of the trained weights; 0 disables
+    diff_lora_rank: int = 0  # stage 1: > 0 trains LoRA adapters (needs peft) instead of the whole UNet
+    diff_gradient_checkpointing: bool = False
+    diff_mixed_precision: bool = True  # fp16, on CUDA only
+    diff_checkpoint_every: int = 200
+    diff_pretrain_steps: int = 600
+    diff_pretrain_jitter: float = 0.5  # palette / colour jitter of the pretraining corpus
+    diff_stage1_steps: int = 300
+    diff_eval_every: int = 100  # stage-1 appearance score every this many steps
+    diff_branch: str = "concat"  # stage-2 conditioning branch: "concat" or "controlnet"
+    diff_stage2_steps: int = 800
+    diff_erosion: int = 0  # pixels (at the pseudo-labels' resolution) near another class become unknown; 0 disables
+    diff_depth: bool = True  # a depth channel in the conditioning
+    diff_depth_model: str = ""  # "" = the dataset's depth; else a transformers depth model folder / hub id
+    diff_p_uncond: float = 0.1  # condition dropout in training (classifier-free guidance)
+    diff_guidance: float = 1.0  # guidance scale w at sampling; 1 = conditional only
+    diff_conditioning_scale: float = 1.0
+    diff_sample_steps: int = 20
+    diff_scheduler: str = "ddim"  # "ddim" or "dpm"
+    diff_eval_images: int = 64  # images per appearance / faithfulness score
 
 
 PROFILES: dict[str, Profile] = {
@@ -74,6 +103,14 @@ PROFILES: dict[str, Profile] = {
         seg_batch=4,
         seg_crop=(32, 64),
         uda_methods=("advent", "road", "self_training"),
+        diff_model="micro",
+        diff_batch=4,
+        diff_pretrain_steps=30,
+        diff_stage1_steps=20,
+        diff_eval_every=0,
+        diff_stage2_steps=40,
+        diff_sample_steps=10,
+        diff_eval_images=8,
     ),
     "default": Profile(),
     "paper": Profile(
@@ -91,6 +128,23 @@ PROFILES: dict[str, Profile] = {
         seg_crop=(512, 512),
         seg_rcs_temperature=0.01,
         seg_eval_window=(1024, 1024),
+        diff_model="stable-diffusion-v1-5/stable-diffusion-v1-5",
+        diff_resolution=(512, 1024),
+        diff_prediction="epsilon",
+        diff_batch=2,
+        diff_lr=1e-5,
+        diff_ema=0.9999,
+        diff_gradient_checkpointing=True,
+        diff_checkpoint_every=1000,
+        diff_pretrain_steps=0,
+        diff_stage1_steps=10000,
+        diff_eval_every=2000,
+        diff_branch="controlnet",
+        diff_stage2_steps=20000,
+        diff_erosion=8,
+        diff_depth_model="depth-anything/Depth-Anything-V2-Small-hf",
+        diff_sample_steps=50,
+        diff_eval_images=500,
     ),
 }
 

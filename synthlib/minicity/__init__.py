@@ -15,7 +15,17 @@ torch) trains one small segmenter per domain and reports the gap.
 from __future__ import annotations
 
 from .render import SKY_DEPTH
-from .world import CONDITIONS, SPLITS, STYLES, MiniCity, check_options, class_presence, coarsen_labels, generate
+from .world import (
+    CONDITIONS,
+    SPLITS,
+    STYLES,
+    MiniCity,
+    check_options,
+    class_presence,
+    coarsen_labels,
+    generate,
+    generate_many,
+)
 
 __all__ = [
     "CONDITIONS",
@@ -27,6 +37,7 @@ __all__ = [
     "class_presence",
     "coarsen_labels",
     "generate",
+    "generate_many",
     "measure_gap",
 ]
 

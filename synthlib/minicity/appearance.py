@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 
 from . import render as R
-from .layout import Scene, Thing
+from .layout import Scene
 from .styles import Style
 
 # material -> (fine texel size m, fine amplitude, coarse texel size m, coarse amplitude)
@@ -87,7 +87,7 @@ def shade(cv: R.Canvas, scene: Scene, style: Style, condition: str, rng: np.rand
     if rs.ambient_occlusion > 0:
         light *= _occlusion(cv, rs.ambient_occlusion)
     if rs.shadows:
-        light *= 1.0 - 0.5 * scene.sun * _cast_shadows(cv, scene)
+        light *= 1.0 - 0.4 * scene.sun * _cast_shadows(cv, scene)
     if rs.ambient_occlusion > 0:
         light *= 1.0 - 0.45 * rs.ambient_occlusion * _contact_shadows(cv, scene)
     img *= light[..., None]
@@ -191,7 +191,7 @@ def _cast_shadows(cv: R.Canvas, scene: Scene) -> np.ndarray:
     away = -scene.sun_side
     for t in scene.things:
         if t.kind in ("car", "truck", "bus", "train") and t.view != "side":
-            _ground_patch(cv, scene, shadow, t.x - t.w / 2, t.x + t.w / 2, t.z, t.z + t.l, away * t.h * scene.shadow_k, 1.0)
+            _ground_patch(cv, scene, shadow, t.x - t.w / 2, t.x + t.w / 2, t.z, t.z + t.length, away * t.h * scene.shadow_k, 1.0)
         elif t.kind == "tree":
             off = away * t.params["trunk_h"] * scene.shadow_k * 1.3
             _ground_patch(cv, scene, shadow, t.x + off - t.w / 2, t.x + off + t.w / 2, t.z - t.w / 3, t.z + t.w / 3, 0.0, 0.8)
@@ -203,9 +203,9 @@ def _contact_shadows(cv: R.Canvas, scene: Scene) -> np.ndarray:
     shadow = np.zeros(cv.depth.shape, np.float32)
     for t in scene.things:
         if t.kind in ("car", "truck", "bus", "train") and t.view != "side":
-            _ground_patch(cv, scene, shadow, t.x - t.w / 2 - 0.1, t.x + t.w / 2 + 0.1, t.z - 0.2, t.z + t.l, 0.0, 1.0)
+            _ground_patch(cv, scene, shadow, t.x - t.w / 2 - 0.1, t.x + t.w / 2 + 0.1, t.z - 0.2, t.z + t.length, 0.0, 1.0)
         elif t.kind in ("person", "rider_bicycle", "rider_motorcycle") or t.view == "side":
-            half = (t.l if t.view == "side" else t.w) / 2
+            half = (t.length if t.view == "side" else t.w) / 2
             _ground_patch(cv, scene, shadow, t.x - half, t.x + half, t.z - 0.3, t.z + 0.4, 0.0, 0.7)
     return shadow
 
@@ -344,7 +344,7 @@ def _snow(cv: R.Canvas, scene: Scene, img: np.ndarray, rng: np.random.Generator)
 def _sensor(img: np.ndarray, style: Style, rng: np.random.Generator, noise_gain: float, night: bool) -> np.ndarray:
     rs = style.render
     h, w = img.shape[:2]
-    img *= rng.uniform(*rs.exposure) * np.float32(rs.tint) / 100.0
+    img *= rng.uniform(*rs.exposure) * np.float32(rs.tints[int(rng.integers(len(rs.tints)))]) / 100.0
     sat = rng.uniform(*rs.saturation)
     if sat != 1.0:
         grey = img.mean(-1, keepdims=True)
@@ -358,7 +358,8 @@ def _sensor(img: np.ndarray, style: Style, rng: np.random.Generator, noise_gain:
     sigma = rng.uniform(*rs.blur) * w / 256.0  # a lens property: the same blur relative to the image
     if sigma > 0.05:
         img = ndimage.gaussian_filter(img, (sigma, sigma, 0))
-    noise = rng.uniform(*rs.noise) * noise_gain
+    # noise sigma is specified at 128x256; a smaller image averages more sensor pixels per pixel
+    noise = rng.uniform(*rs.noise) * noise_gain * min(1.0, w / 256.0)
     if noise > 0:
         # shot noise grows with brightness, read noise does not; plus a little colour noise
         lum = rng.normal(0.0, 1.0, (h, w, 1)).astype(np.float32)
@@ -368,5 +369,3 @@ def _sensor(img: np.ndarray, style: Style, rng: np.random.Generator, noise_gain:
         img = np.clip(img, 0, None) ** 0.9
     return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
-
-__all__ = ["shade", "Thing"]

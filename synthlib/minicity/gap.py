@@ -35,8 +35,8 @@ SOURCES = ("flat", "game")
 TARGET = "real"
 
 
-def measure_gap(height: int = 64, width: int = 128, n_train: int = 500, n_val: int = 200, steps: int = 1500,
-                seed: int = 0, batch_size: int = 16, lr: float = 3e-3, base_width: int = 16,
+def measure_gap(height: int = 64, width: int = 128, n_train: int = 500, n_val: int = 200, steps: int = 1200,
+                seed: int = 0, batch_size: int = 8, lr: float = 3e-3, base_width: int = 16,
                 threads: int | None = 2, log=None) -> pd.DataFrame:
     """Train flat, game and real models with one budget and tabulate mIoU on real val and own val.
 
@@ -44,13 +44,14 @@ def measure_gap(height: int = 64, width: int = 128, n_train: int = 500, n_val: i
     IoUs, mIoU (and the 16/13-class means), ``pct_of_oracle`` and, for the colour-normalised
     rows, ``gap_closed`` = (normalised - source only) / (oracle - source only).
     ``seed`` seeds both the world (which scenes) and the training (init, batches).
+    ``threads`` sets torch's CPU threads and the number of processes generating data.
     """
     if threads:
         torch.set_num_threads(threads)
     data = {}
     for style in (*SOURCES, TARGET):
         data[style] = {
-            split: MiniCity(style, split, n, height, width, seed=seed).arrays()
+            split: MiniCity(style, split, n, height, width, seed=seed).arrays(workers=threads or 1)
             for split, n in (("train", n_train), ("val", n_val))
         }
     rows = []
@@ -168,7 +169,7 @@ def _to_input(images: np.ndarray, stats) -> torch.Tensor:
     return (x - mean) / std
 
 
-def train_segmenter(images: np.ndarray, labels: np.ndarray, stats, steps: int, batch_size: int = 16, lr: float = 3e-3,
+def train_segmenter(images: np.ndarray, labels: np.ndarray, stats, steps: int, batch_size: int = 8, lr: float = 3e-3,
                     base_width: int = 16, seed: int = 0, weighted: bool = True) -> SmallUNet:
     """Train a SmallUNet with AdamW + one-cycle, random scale (0.75-1.25), crop (3/4 size) and flips."""
     gen = torch.Generator().manual_seed(seed)

@@ -69,7 +69,7 @@ class Thing:
     z: float  # depth of its nearest face (m)
     w: float
     h: float
-    l: float = 0.0  # length along the street (boxes) or across the view (side views)
+    length: float = 0.0  # length along the street (boxes) or across the view (side views)
     view: str = "front"  # rear | front | side (for vehicles and riders)
     colours: dict = field(default_factory=dict)
     params: dict = field(default_factory=dict)
@@ -215,7 +215,7 @@ def sample_scene(style: Style, rng: np.random.Generator) -> Scene:
 
 def _sample_side(style: Style, rng: np.random.Generator, side: int, edge: float, street_len: float, cross) -> Side:
     """Ground bands and facade segments of one side of the street."""
-    lay, pal = style.layout, style.palette
+    lay = style.layout
     u = rng.uniform
     bands: list[tuple[float, int, str]] = []
     pos = edge
@@ -253,7 +253,6 @@ def _sample_side(style: Style, rng: np.random.Generator, side: int, edge: float,
         offset = facade + u(*lay.setback)
         segments.append(_segment(style, rng, side, z, z1, kind, offset))
         z = z1
-    _ = pal
     return Side(edge=edge, bands=bands, facade=facade, segments=segments)
 
 
@@ -341,7 +340,7 @@ def _sample_things(style: Style, rng: np.random.Generator, sc: Scene, parking: d
         t = Thing(kind, at(u_pos, z), z, u(w0, w1), u(h0, h1), u(l0, l1), view,
                   {"body": body, "second": _pick(rng, colours, pal.jitter),
                    "glass": _pick(rng, pal.window, pal.jitter * 0.5)},
-                  {"cabin": u(0.55, 0.65), "roof": u(0.6, 0.75), "box": bool(rng.random() < 0.3)})
+                  {"cabin": u(0.55, 0.65), "dir": int(rng.choice([-1, 1]))})
         return t
 
     # --- moving traffic, lane by lane
@@ -393,7 +392,7 @@ def _sample_things(style: Style, rng: np.random.Generator, sc: Scene, parking: d
             t.params["parked"] = True
             if sc.cross is None or not (sc.cross[0] - 3 < z < sc.cross[1] + 1):
                 things.append(t)
-            z += t.l + u(*lay.parked_gap)
+            z += t.length + u(*lay.parked_gap)
 
     # --- riders: cyclists near the kerb, motorcyclists in lanes, some crossing
     if rng.random() < lay.p_rider:

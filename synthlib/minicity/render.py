@@ -362,9 +362,8 @@ def _frontage(kind: str, s, Y, mpp, height: float, colour, colour2, p: dict):
 
 def _rect(s, Y, s0, s1, y0, y1, mpp=0.0):
     """Rectangle, widened to at least one pixel so thin parts never vanish."""
-    half_s, mid_s = max((s1 - s0) / 2, 0.5 * mpp) if np.isscalar(mpp) else np.maximum((s1 - s0) / 2, 0.5 * mpp), (s0 + s1) / 2
-    half_y, mid_y = max((y1 - y0) / 2, 0.5 * mpp) if np.isscalar(mpp) else np.maximum((y1 - y0) / 2, 0.5 * mpp), (y0 + y1) / 2
-    return (np.abs(s - mid_s) <= half_s) & (np.abs(Y - mid_y) <= half_y)
+    half_s, half_y = np.maximum((s1 - s0) / 2, 0.5 * mpp), np.maximum((y1 - y0) / 2, 0.5 * mpp)
+    return (np.abs(s - (s0 + s1) / 2) <= half_s) & (np.abs(Y - (y0 + y1) / 2) <= half_y)
 
 
 def _disc(s, Y, cs, cy, r, mpp=0.0):
@@ -536,17 +535,17 @@ def _draw_vehicle(cv: Canvas, t: Thing) -> None:
     lut = _vehicle_parts(t, label, inst)
     top = t.h * (1.22 if t.kind == "train" else 1.0)
     if t.view == "side":  # crossing the view: the side profile as a frontal plane
-        win = cv.frontal(t.x - t.l / 2, t.x + t.l / 2, 0.0, top, t.z)
+        win = cv.frontal(t.x - t.length / 2, t.x + t.length / 2, 0.0, top, t.z)
         if win is None:
             return
         r0, c0, s, Y, mpp = win
-        if t.params.get("dir", 1) < 0 or (int(t.z * 10) % 2):
-            s = t.l - s
-        parts = _vehicle_side(t.kind, s, Y, t.l, t.h, t.params, mpp)
+        if t.params.get("dir", 1) < 0:  # driving left instead of right
+            s = t.length - s
+        parts = _vehicle_side(t.kind, s, Y, t.length, t.h, t.params, mpp)
         cv.paint(r0, c0, parts, t.z, lut, s, Y, FRONT)
         return
     x0, x1 = t.x - t.w / 2, t.x + t.w / 2
-    z0, z1 = t.z, t.z + t.l
+    z0, z1 = t.z, t.z + t.length
     front = t.view == "front"
     # the long side facing the camera
     for a, visible, normal in ((x0 - cv.yaw * z0, x0 - cv.yaw * z0 > 0, FACING_LEFT),
@@ -557,8 +556,8 @@ def _draw_vehicle(cv: Canvas, t: Thing) -> None:
         if win is None:
             continue
         r0, c0, s, Y, Z, mpp = win
-        s_rear = (t.l - s) if front else s  # the front of the vehicle faces away unless oncoming
-        parts = _vehicle_side(t.kind, s_rear, Y, t.l, t.h, t.params, mpp)
+        s_rear = (t.length - s) if front else s  # the front of the vehicle faces away unless oncoming
+        parts = _vehicle_side(t.kind, s_rear, Y, t.length, t.h, t.params, mpp)
         cv.paint(r0, c0, parts, Z, lut, s, Y, normal)
     win = cv.frontal(x0, x1, 0.0, top, z0)
     if win is None:
@@ -681,7 +680,7 @@ def _rider_shape_rear(kind: str, c, Y, mpp, parts: np.ndarray, h: float) -> None
 def _draw_rider(cv: Canvas, t: Thing) -> None:
     kind = t.kind.split("_", 1)[1]
     top = 0.95 + 0.33 * t.h + 0.3
-    width = t.l if t.view == "side" else t.w
+    width = t.length if t.view == "side" else t.w
     win = cv.frontal(t.x - width / 2, t.x + width / 2, 0.0, top, t.z)
     if win is None:
         return
@@ -695,7 +694,7 @@ def _draw_rider(cv: Canvas, t: Thing) -> None:
     s, Y = np.broadcast_arrays(s, Y)
     parts = np.zeros(s.shape, np.int8)
     if t.view == "side":
-        ss = s if t.params.get("dir", 1) > 0 else t.l - s
+        ss = s if t.params.get("dir", 1) > 0 else t.length - s
         _two_wheeler_side(kind, ss, Y, mpp, parts, 6)
         _rider_shape_side(kind, ss, Y, mpp, parts, t.h)
     else:
@@ -706,7 +705,7 @@ def _draw_rider(cv: Canvas, t: Thing) -> None:
 
 
 def _draw_two_wheeler(cv: Canvas, t: Thing) -> None:
-    win = cv.frontal(t.x - t.l / 2, t.x + t.l / 2, 0.0, 1.2, t.z)
+    win = cv.frontal(t.x - t.length / 2, t.x + t.length / 2, 0.0, 1.2, t.z)
     if win is None:
         return
     r0, c0, s, Y, mpp = win
@@ -717,7 +716,7 @@ def _draw_two_wheeler(cv: Canvas, t: Thing) -> None:
                    (lab, inst, c["body"], PAINT), (lab, inst, np.float32([0.9, 0.88, 0.8]), LIGHT))
     s, Y = np.broadcast_arrays(s, Y)
     parts = np.zeros(s.shape, np.int8)
-    ss = s if t.params.get("dir", 1) > 0 else t.l - s
+    ss = s if t.params.get("dir", 1) > 0 else t.length - s
     _two_wheeler_side(t.kind, ss, Y, mpp, parts, 1)
     cv.paint(r0, c0, parts, t.z, lut, s, Y, FRONT)
 

@@ -79,12 +79,12 @@ class Render:
     ambient_occlusion: float  # darkening near the ground and specular gradients on vehicles
     texture: float  # amplitude multiplier of material textures
     shadows: bool  # cast shadows of buildings and objects
-    noise: Range  # sensor noise sigma (0-1 intensity)
+    noise: Range  # sensor noise sigma (0-1 intensity) at 128x256; smaller images average it down
     blur: Range  # gaussian blur sigma in pixels at 128x256 (scaled with size)
     vignette: Range
     saturation: Range  # global colour saturation multiplier
     exposure: Range
-    tint: RGB  # white balance multiplier x 100
+    tints: tuple[RGB, ...]  # white balance / colour grading multipliers x 100, one picked per image
     hood: bool  # ego-vehicle bonnet in view, labelled void
     coarse_labels: bool  # Cityscapes-like void borders and voided small objects
     clouds: float
@@ -140,7 +140,7 @@ _SKIN: tuple[RGB, ...] = ((230, 190, 160), (200, 150, 120), (150, 100, 70), (100
 
 FLAT = Style(
     name="flat",
-    camera=Camera(height=(1.5, 1.8), hfov=(68.0, 80.0), horizon=(0.45, 0.52), yaw=(-0.12, 0.12)),
+    camera=Camera(height=(1.35, 1.6), hfov=(60.0, 70.0), horizon=(0.45, 0.52), yaw=(-0.12, 0.12)),
     layout=Layout(
         lanes=(2, 2, 3, 4),
         lane_width=(3.2, 3.6),
@@ -179,23 +179,23 @@ FLAT = Style(
         road=((100, 100, 105), (90, 90, 95), (115, 112, 110)),
         marking=((250, 250, 250),),
         kerb=((180, 180, 180),),
-        sidewalk=((200, 190, 190), (185, 185, 195), (210, 200, 180)),
-        terrain=((140, 200, 90), (170, 200, 100), (150, 180, 80)),
+        sidewalk=((200, 190, 190), (185, 185, 195), (210, 200, 180), (165, 160, 160), (175, 170, 175)),
+        terrain=((140, 200, 90), (170, 200, 100), (150, 180, 80), (120, 160, 70)),
         building=(
             (235, 180, 140), (180, 200, 235), (240, 225, 150), (210, 150, 150), (220, 220, 220),
-            (170, 150, 200), (240, 200, 170), (150, 190, 170),
+            (170, 150, 200), (240, 200, 170), (150, 190, 170), (185, 180, 170), (160, 160, 168), (180, 140, 115),
         ),
         window=((60, 90, 150), (40, 60, 110), (90, 130, 180)),
         wall=((200, 170, 120), (170, 170, 180), (220, 200, 170)),
         fence=((200, 160, 110), (130, 130, 140), (80, 110, 80)),
         pole=((120, 120, 130), (90, 90, 100)),
-        vegetation=((50, 170, 40), (70, 160, 30), (40, 140, 50)),
+        vegetation=((50, 170, 40), (70, 160, 30), (40, 140, 50), (60, 125, 45), (50, 110, 40)),
         trunk=((110, 70, 40),),
         skin=_SKIN,
         clothes=_CLOTHES + ((230, 40, 40), (40, 90, 230), (240, 200, 0)),
-        car=(
-            (220, 30, 30), (30, 60, 200), (240, 210, 20), (30, 160, 60), (240, 240, 240), (30, 30, 35),
-            (160, 160, 170), (240, 120, 20), (120, 40, 160),
+        car=(  # the colours of real car fleets (white, black, greys dominate) in a cleaner, brighter tone
+            (240, 240, 240), (235, 235, 238), (25, 25, 30), (35, 35, 45), (70, 70, 78), (60, 62, 70),
+            (160, 160, 170), (220, 30, 30), (30, 60, 200), (240, 210, 20), (30, 160, 60), (240, 120, 20),
         ),
         truck=((230, 230, 230), (220, 60, 40), (40, 90, 200), (240, 180, 20)),
         bus=((240, 200, 20), (220, 40, 40), (40, 120, 220), (240, 240, 240)),
@@ -213,7 +213,7 @@ FLAT = Style(
         vignette=(0.0, 0.0),
         saturation=(1.0, 1.0),
         exposure=(1.0, 1.0),
-        tint=(100, 100, 100),
+        tints=((100, 100, 100),),
         hood=False,
         coarse_labels=False,
         clouds=0.0,
@@ -223,7 +223,7 @@ FLAT = Style(
 
 GAME = Style(
     name="game",
-    camera=Camera(height=(1.7, 2.2), hfov=(55.0, 65.0), horizon=(0.40, 0.47), yaw=(-0.1, 0.1)),
+    camera=Camera(height=(1.9, 2.5), hfov=(55.0, 65.0), horizon=(0.38, 0.46), yaw=(-0.1, 0.1)),
     layout=Layout(
         lanes=(2, 3, 4, 4, 5),
         lane_width=(3.4, 3.8),
@@ -277,8 +277,8 @@ GAME = Style(
         skin=_SKIN,
         clothes=_CLOTHES,
         car=(
-            (200, 20, 20), (20, 40, 140), (230, 230, 230), (20, 20, 20), (140, 140, 145), (230, 180, 20),
-            (20, 120, 60), (100, 20, 20), (90, 60, 140), (200, 100, 20),
+            (230, 230, 230), (20, 20, 20), (30, 30, 35), (70, 70, 75), (140, 140, 145), (200, 20, 20),
+            (20, 40, 140), (230, 180, 20), (20, 120, 60), (100, 20, 20), (200, 100, 20),
         ),
         truck=((220, 220, 215), (180, 50, 30), (60, 80, 120), (200, 160, 40)),
         bus=((230, 230, 230), (200, 40, 30), (50, 80, 160)),
@@ -296,7 +296,7 @@ GAME = Style(
         vignette=(0.0, 0.0),
         saturation=(1.05, 1.2),
         exposure=(1.0, 1.1),
-        tint=(104, 100, 94),
+        tints=((104, 100, 94), (110, 102, 90), (106, 101, 94)),  # warm, golden-hour, sunny
         hood=False,
         coarse_labels=False,
         clouds=0.2,
@@ -360,8 +360,8 @@ REAL = Style(
         skin=_SKIN,
         clothes=_CLOTHES,
         car=(
-            (150, 150, 155), (30, 30, 32), (220, 220, 222), (60, 62, 70), (25, 35, 70), (110, 20, 20),
-            (180, 180, 185), (90, 95, 100), (50, 70, 60),
+            (220, 220, 222), (200, 200, 205), (150, 150, 155), (180, 180, 185), (90, 95, 100), (30, 30, 32),
+            (40, 40, 45), (25, 35, 70), (110, 20, 20), (50, 70, 60),
         ),
         truck=((200, 200, 200), (140, 40, 30), (60, 70, 90), (180, 180, 175)),
         bus=((220, 200, 40), (200, 50, 40), (220, 220, 220), (40, 80, 150)),
@@ -378,8 +378,8 @@ REAL = Style(
         blur=(0.6, 0.9),
         vignette=(0.15, 0.3),
         saturation=(0.75, 0.95),
-        exposure=(0.9, 1.1),
-        tint=(98, 102, 104),
+        exposure=(1.0, 1.2),
+        tints=((98, 102, 104), (100, 101, 100), (96, 100, 106)),  # neutral to cool, overcast
         hood=True,
         coarse_labels=True,
         clouds=0.6,

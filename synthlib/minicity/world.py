@@ -8,6 +8,7 @@ variants of a target scene share the clear scene's label map exactly.
 
 from __future__ import annotations
 
+import functools
 from collections import OrderedDict
 
 import numpy as np
@@ -94,14 +95,29 @@ class MiniCity(Dataset):
                 self._cache.popitem(last=False)
         return sample
 
-    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+    def arrays(self, workers: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """All images (N,H,W,3 uint8) and labels (N,H,W uint8) of the split, for training loops."""
         images = np.empty((self.n, self.height, self.width, 3), np.uint8)
         labels = np.empty((self.n, self.height, self.width), np.uint8)
-        for i in range(self.n):
-            s = generate(self.seed, self.style, i, self.height, self.width, self.condition, self.split)
+        samples = generate_many(self.seed, self.style, range(self.n), self.height, self.width, self.condition,
+                                self.split, workers=workers)
+        for i, s in enumerate(samples):
             images[i], labels[i] = s.image, s.label
         return images, labels
+
+
+def generate_many(seed: int, style: str, indices, height: int, width: int, condition: str = "clear",
+                  split: str = "train", workers: int = 1) -> list[Sample]:
+    """``generate`` for many indices, optionally over ``workers`` processes (same samples, same order)."""
+    check_options(style=style, condition=condition, split=split, height=height, width=width, seed=seed)
+    indices = list(indices)
+    if workers <= 1 or len(indices) < 2 * workers:
+        return [generate(seed, style, i, height, width, condition, split) for i in indices]
+    from concurrent.futures import ProcessPoolExecutor
+
+    job = functools.partial(generate, seed, style, height=height, width=width, condition=condition, split=split)
+    with ProcessPoolExecutor(workers) as pool:
+        return list(pool.map(job, indices, chunksize=max(1, len(indices) // (4 * workers))))
 
 
 def check_options(style: str, condition: str, split: str, height: int, width: int, seed: int) -> None:

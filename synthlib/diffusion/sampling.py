@@ -1,0 +1,122 @@
+"""Sampling: semantic maps in, target-looking images out (stages 2-4 call this).
+
+``generate`` is the one public function. Each image's starting noise comes
+from its own seed, and the schedulers are deterministic (DDIM with eta = 0,
+DPM-Solver++), so an image depends only on its map, depth, seed and settings,
+never on the batch it was made in.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+from tqdm.auto import tqdm
+
+from synthlib.diffusion.conditioning import encode
+from synthlib.diffusion.model import DiffusionModel, DiffusionModelError, load, resize
+
+SCHEDULERS = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
+
+
+@torch.no_grad()
+def generate(
+    model: DiffusionModel | str | Path,
+    maps: np.ndarray | None,
+    depth: np.ndarray | Sequence[np.ndarray] | None = None,
+    seeds: Sequence[int] | None = None,
+    guidance_scale: float = 1.0,
+    conditioning_scale: float = 1.0,
+    steps: int = 20,
+    scheduler: str = "ddim",
+    batch_size: int = 32,
+    progress: bool = False,
+) -> np.ndarray:
+    """Images (uint8 NxHxWx3) generated from label maps (uint8 NxHxW trainIds, 255 = unknown).
+
+    ``model``: a ``DiffusionModel`` or a model folder (``save``). The maps are
+    encoded at their own size and area-averaged to the model's; the images are
+    generated at the model's resolution and resized to the maps' size.
+    ``depth`` (NxHxW, metres or up to scale) is required by models with a depth
+    channel. ``seeds``: one per map (default 0..N-1). Classifier-free guidance
+    mixes the conditional and unconditional (all-zero map) predictions as
+    ``uncond + guidance_scale * (cond - uncond)``; 1 is conditional only.
+    ``conditioning_scale`` scales the branch (ControlNet residuals, or the
+    concatenated channels). ``maps=None`` samples a model without a branch
+    (stage 1) at its own resolution, one image per seed.
+    """
+    if not isinstance(model, DiffusionModel):
+        model = load(model)
+    if scheduler not in SCHEDULERS:
+        raise DiffusionModelError(f"scheduler {scheduler!r} unknown; valid: {', '.join(SCHEDULERS)}")
+    if steps < 1:
+        raise DiffusionModelError(f"steps must be >= 1, got {steps}")
+    conditioned = model.conditioning is not None
+    if maps is None:
+        if conditioned:
+            raise DiffusionModelError(f"this model has a {model.conditioning['branch']} branch: pass label maps")
+        if seeds is None:
+            raise DiffusionModelError("without maps pass seeds: one image is made per seed")
+        n, out_size = len(seeds), tuple(model.resolution)
+    else:
+        maps = np.asarray(maps)
+        maps = maps[None] if maps.ndim == 2 else maps
+        n, out_size = len(maps), tuple(maps.shape[1:])
+    seeds = list(range(n)) if seeds is None else [int(s) for s in seeds]
+    if len(seeds) != n:
+        raise DiffusionModelError(f"{len(seeds)} seeds for {n} maps: pass one seed per map")
+    wants_depth = conditioned and model.conditioning["depth"]
+    if wants_depth and depth is None:
+        raise DiffusionModelError("this model was trained with a depth channel: pass depth (NxHxW) for the maps")
+    if not wants_depth:
+        depth = None
+
+    device = model.device
+    sampler = SCHEDULERS[scheduler].from_config(model.scheduler.config)
+    text = model.encode_prompt([model.prompt])
+    out = np.zeros((n, *out_size, 3), np.uint8)
+    for start in tqdm(range(0, n, batch_size), desc="generate", disable=not progress, leave=False):
+        stop = min(start + batch_size, n)
+        condition = None
+        if conditioned:
+            d = None if depth is None else np.asarray(depth[start:stop], np.float32)
+            condition = encode(maps[start:stop], model.condition_size, 0, d).to(device)
+        x = _denoise(model, sampler, text, condition, seeds[start:stop], guidance_scale, conditioning_scale, steps)
+        images = resize(model.decode(x), out_size)
+        out[start:stop] = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+    return out
+
+
+def _denoise(model: DiffusionModel, sampler, text, condition, seeds, guidance_scale, conditioning_scale, steps) -> torch.Tensor:
+    device = model.device
+    channels = model.unet.config.out_channels
+    noise = [torch.randn(channels, *model.sample_size, generator=torch.Generator().manual_seed(s)) for s in seeds]
+    x = torch.stack(noise).to(device) * sampler.init_noise_sigma
+    sampler.set_timesteps(steps, device=device)
+    n = x.shape[0]
+    use_cond = condition is not None and guidance_scale != 0
+    use_uncond = condition is not None and guidance_scale != 1
+    for t in sampler.timesteps:
+        xin = sampler.scale_model_input(x, t)
+        if condition is None:
+            pred = model.predict(xin, t.expand(n), text.expand(n, -1, -1))
+        else:
+            parts, conds = [], []
+            if use_cond:
+                conds.append(condition)
+            if use_uncond:
+                conds.append(torch.zeros_like(condition))
+            k = len(conds)
+            both = model.predict(
+                xin.repeat(k, 1, 1, 1), t.expand(n * k), text.expand(n * k, -1, -1), torch.cat(conds), conditioning_scale
+            )
+            parts = both.chunk(k)
+            if use_cond and use_uncond:
+                pred = parts[1] + guidance_scale * (parts[0] - parts[1])
+            else:
+                pred = parts[0]
+        x = sampler.step(pred, t, x).prev_sample
+    return x

@@ -1,0 +1,207 @@
+"""Stage 2: teach the stage-1 model to follow semantic maps.
+
+Input: target images and their pseudo-labels (stage ``pseudo_labels``), depth
+(the dataset's, or a monocular depth model's with ``diff_depth_model``) and
+the stage-1 model. A conditioning branch (``diff_branch``: ``controlnet`` with
+the UNet frozen, or ``concat``: the UNet's input widened and fine-tuned) is
+trained on the pairs, with erosion (``diff_erosion``) and condition dropout
+(``diff_p_uncond``) for classifier-free guidance. Output: stage
+``diffusion/stage2`` with the conditioned model (``model/``, save_pretrained
+layout; ``generate`` loads it), samples, and the faithfulness score — the
+oracle's mIoU on images generated from held-out pseudo-label maps
+(pseudo_labels val) — of the untrained and the trained branch.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from synthlib.diffusion import scores
+from synthlib.diffusion.common import judge_stage, load_judge, sample_grid, settings
+from synthlib.diffusion.conditioning import erode, estimate_depth, load_depth_model, unknown_share
+from synthlib.diffusion.model import add_branch, load, save
+from synthlib.diffusion.sampling import generate
+from synthlib.diffusion.stage1 import STAGE as STAGE1
+from synthlib.diffusion.stage1 import train_stage1
+from synthlib.diffusion.train import Examples, settings_dict, train
+from synthlib.profiles import Profile
+from synthlib.runs import RunDir
+
+STAGE = "diffusion/stage2"
+PAIRS = "pseudo_labels"
+N_SHOW = 8
+
+
+def train_stage2(run_dir: RunDir, cfg: Profile, stage: str = STAGE) -> Path:
+    """Make (or reuse) stage ``diffusion/stage2`` (and stage 1 before it).
+
+    ``stage`` names the output (benchmarks train both branches side by side).
+    """
+    stage1 = train_stage1(run_dir, cfg)
+    s = settings(cfg, "stage2")
+    judge = judge_stage(cfg) if run_dir.manifest(judge_stage(cfg)) is not None else None
+    params = {
+        "branch": cfg.diff_branch,
+        "depth": cfg.diff_depth,
+        "depth_model": cfg.diff_depth_model if cfg.diff_depth else "",
+        "settings": settings_dict(s),
+        "eval": _eval_params(cfg, judge),
+    }
+    inputs = [STAGE1, PAIRS] + ([judge] if judge else [])
+
+    def build_stage(ctx):
+        model = add_branch(load(stage1 / "model"), cfg.diff_branch, cfg.diff_depth)
+        pairs = run_dir.dataset(PAIRS, "train")
+        depth = _depth_source(cfg, pairs)
+        sample = pairs[0]
+        ctx.info["unknown_share"] = unknown_share(np.stack([pairs[i].label for i in range(min(len(pairs), 64))]), s.erosion)
+        evaluation = _Faithfulness(run_dir, cfg) if judge else None
+        if evaluation:
+            ctx.info["faithfulness_reference"] = evaluation.reference()
+            ctx.info["faithfulness_untrained"], untrained = evaluation(model)
+        conditioning = {"size": model.condition_size, "depth": depth}
+        examples = Examples([(pairs, 0)], model.resolution, s, conditioning)
+        examples[(0, 0)]  # checks the first pair (sizes, depth) before training starts
+        history = train(model, examples, [model.prompt], s, ctx.checkpoints, desc=f"stage 2 ({cfg.diff_branch})")
+        model.info["stage2"] = {"erosion": s.erosion, "p_uncond": s.p_uncond, "image_size": list(sample.image.shape[:2])}
+        save(model, ctx.out / "model", link_from=stage1 / "model")
+        (ctx.out / "history.json").write_text(json.dumps(history))
+        ctx.info["median_step_seconds"] = float(np.median(history["step_seconds"])) if history.get("step_seconds") else None
+        ctx.info["final_loss"] = float(np.mean(history["loss"][-50:])) if history.get("loss") else None
+        if evaluation:
+            ctx.info["faithfulness"], trained = evaluation(model)
+            n = min(N_SHOW, len(trained))
+            stored = {"maps": evaluation.maps[:n], "target": evaluation.images[:n], "untrained": untrained[:n], "trained": trained[:n]}
+            if evaluation.depth is not None:
+                stored["depth"] = evaluation.depth[:n]
+            np.savez_compressed(ctx.out / "samples.npz", **stored)
+
+    return run_dir.stage(stage, params, build_stage, inputs=inputs)
+
+
+def samples(run_dir: RunDir, stage: str = STAGE) -> dict[str, np.ndarray]:
+    """Stored samples: pseudo-label ``maps`` (val), the ``target`` images they label, ``untrained`` and ``trained``
+    generations, and the maps' ``depth`` when the model has a depth channel."""
+    with np.load(run_dir.stage_path(stage) / "samples.npz") as f:
+        return {k: f[k] for k in f.files}
+
+
+def faithfulness_table(run_dir: RunDir, stage: str = STAGE) -> pd.DataFrame:
+    """Faithfulness (oracle mIoU / pixel accuracy on generations vs their maps) of the untrained and trained branch."""
+    info = run_dir.manifest(stage)["info"]
+    branch = run_dir.manifest(stage)["params"]["branch"]
+    rows = {
+        "real target images (reference)": info.get("faithfulness_reference"),
+        f"{branch}, untrained": info.get("faithfulness_untrained"),
+        f"{branch}, trained": info.get("faithfulness"),
+    }
+    return pd.DataFrame({k: v for k, v in rows.items() if v}).T.rename_axis("model")
+
+
+def sample_figure(run_dir: RunDir, n: int = 6, stage: str = STAGE):
+    """Held-out pseudo-label maps, the target images they label, and generations of the untrained and trained branch."""
+    stored = samples(run_dir, stage)
+    size = stored["maps"].shape[1:]
+    return sample_grid(
+        {
+            "pseudo-label map": stored["maps"],
+            "target image": stored["target"],
+            "untrained branch": scores.to_size(stored["untrained"], size),
+            "trained branch": scores.to_size(stored["trained"], size),
+        },
+        n=n,
+    )
+
+
+def erosion_figure(run_dir: RunDir, cfg: Profile, radii: Sequence[int] | None = None, n: int = 4):
+    """Pseudo-labels (train) eroded with each radius (black = unknown), with the share of unknown pixels."""
+    pairs = run_dir.dataset(PAIRS, "train")
+    maps = np.stack([pairs[i].label for i in range(min(n, len(pairs)))])
+    radii = list(radii) if radii is not None else sorted({0, cfg.diff_erosion, cfg.diff_erosion + 1})
+    rows = {}
+    for r in radii:
+        eroded = erode(maps, r)
+        rows[f"radius {r}: {100 * unknown_share(maps, r):.0f}% unknown"] = eroded
+    return sample_grid(rows, n=n)
+
+
+def guidance_sweep(run_dir: RunDir, cfg: Profile, scales: Sequence[float], stage: str = STAGE) -> pd.DataFrame:
+    """Faithfulness and seconds per image of the stage-2 model for each classifier-free guidance scale."""
+    model = load(run_dir.stage_path(stage) / "model")
+    evaluation = _Faithfulness(run_dir, cfg)
+    rows = {}
+    for w in scales:
+        t0 = time.perf_counter()
+        result, _ = evaluation(model, guidance_scale=float(w))
+        rows[float(w)] = {**result, "seconds per image": (time.perf_counter() - t0) / len(evaluation.maps)}
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("guidance scale")
+
+
+def _eval_params(cfg: Profile, judge: str | None) -> dict:
+    return {
+        "images": cfg.diff_eval_images,
+        "steps": cfg.diff_sample_steps,
+        "scheduler": cfg.diff_scheduler,
+        "guidance": cfg.diff_guidance,
+        "conditioning_scale": cfg.diff_conditioning_scale,
+        "judge": judge,
+    }
+
+
+def _depth_source(cfg: Profile, dataset) -> str | list | None:
+    """None (no depth channel), "dataset" (the samples' depth), or depth maps estimated by ``diff_depth_model``."""
+    if not cfg.diff_depth:
+        return None
+    if not cfg.diff_depth_model:
+        return "dataset"
+    model, processor = load_depth_model(cfg.diff_depth_model)
+    images = [dataset[i].image for i in range(len(dataset))]
+    return [estimate_depth(model, processor, images)]
+
+
+class _Faithfulness:
+    """Generate from held-out pseudo-label maps (pseudo_labels val) and score with the oracle."""
+
+    def __init__(self, run_dir: RunDir, cfg: Profile) -> None:
+        self.cfg = cfg
+        self.judge = load_judge(run_dir, cfg)
+        val = run_dir.dataset(PAIRS, "val")
+        n = min(cfg.diff_eval_images, len(val))
+        samples_ = [val[i] for i in range(n)]
+        self.maps = np.stack([x.label for x in samples_])
+        self.images = np.stack([x.image for x in samples_])
+        self.depth = None
+        if cfg.diff_depth:
+            if cfg.diff_depth_model:
+                self.depth = estimate_depth(*load_depth_model(cfg.diff_depth_model), self.images)
+            elif any(x.depth is None for x in samples_):
+                raise ValueError(
+                    f"{PAIRS} val has samples without depth, but the conditioning uses depth: set diff_depth_model to a "
+                    f"monocular depth model (folder or hub id), or diff_depth=False"
+                )
+            else:
+                self.depth = np.stack([x.depth for x in samples_])
+
+    def reference(self) -> dict:
+        """Faithfulness of the real target images the maps were predicted from: the oracle's agreement with the pseudo-labeller."""
+        return scores.summary(scores.faithfulness(self.images, self.maps, self.judge))
+
+    def __call__(self, model, guidance_scale: float | None = None) -> tuple[dict, np.ndarray]:
+        cfg = self.cfg
+        images = generate(
+            model,
+            self.maps,
+            self.depth,
+            seeds=range(len(self.maps)),
+            guidance_scale=cfg.diff_guidance if guidance_scale is None else guidance_scale,
+            conditioning_scale=cfg.diff_conditioning_scale,
+            steps=cfg.diff_sample_steps,
+            scheduler=cfg.diff_scheduler,
+        )
+        return scores.summary(scores.faithfulness(images, self.maps, self.judge)), images

@@ -1,0 +1,357 @@
+"""The denoising training loop shared by pretraining, stage 1 and stage 2, on accelerate.
+
+Devices, mixed precision (on GPUs), gradient accumulation, checkpoint state
+and multiple processes (``accelerate launch``) come from accelerate. Like the
+segmenter loop, every random choice is a function of (seed, position in the
+sample stream) or (seed, step): augmentations per sample, noise, timesteps and
+condition dropout per step, so a run resumed from a checkpoint makes exactly
+the updates an uninterrupted run makes.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import set_seed
+from diffusers.optimization import get_scheduler
+from diffusers.training_utils import EMAModel
+from PIL import Image
+from tqdm.auto import tqdm
+
+from synthlib.datasets import Dataset
+from synthlib.diffusion.conditioning import check_pair, drop, encode
+from synthlib.diffusion.model import DiffusionModel
+
+
+@dataclass(frozen=True)
+class DiffusionSettings:
+    """Everything that decides a diffusion training run (stages fill it from the profile's diff_* fields)."""
+
+    steps: int = 500
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    warmup_steps: int = 20
+    max_grad_norm: float = 1.0
+    seed: int = 0
+    grad_accum: int = 1
+    ema: float = 0.0  # EMA decay of the trained weights (diffusers EMAModel); 0 disables
+    lora_rank: int = 0  # > 0: train LoRA adapters (peft) on the UNet's attention instead of all weights
+    gradient_checkpointing: bool = False
+    mixed_precision: bool = True  # fp16, used only on CUDA
+    checkpoint_every: int = 100
+    flip: bool = True
+    jitter: float = 0.0  # palette / colour jitter strength (pretraining's broad corpus)
+    erosion: int = 0  # stage 2: erosion radius at the maps' resolution
+    p_uncond: float = 0.0  # stage 2: condition dropout for classifier-free guidance
+    eval_every: int = 0  # call ``evaluate`` every this many steps (not after the last: callers score the result)
+
+
+class Examples(torch.utils.data.Dataset):
+    """Training examples: images at the model's resolution, a prompt index, and (stage 2) conditioning.
+
+    ``parts``: (dataset, prompt index) pairs, concatenated. With ``conditioning``
+    (a dict of ``size``, ``erosion`` and ``depth``: None, or "dataset" for the
+    samples' own depth, or an array NxHxW per part) each example carries the
+    encoded label map. Randomness (flip, jitter) is keyed by stream position.
+    """
+
+    def __init__(
+        self,
+        parts: Sequence[tuple[Dataset, int]],
+        resolution: Sequence[int],
+        settings: DiffusionSettings,
+        conditioning: dict[str, Any] | None = None,
+        stream: int = 0,
+    ) -> None:
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(d) for d, _ in self.parts])
+        self.resolution, self.settings, self.conditioning, self.stream = tuple(resolution), settings, conditioning, stream
+        if self.offsets[-1] == 0:
+            raise ValueError("diffusion training set is empty")
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def locate(self, index: int) -> tuple[int, int]:
+        part = int(np.searchsorted(self.offsets, index, side="right") - 1)
+        return part, index - int(self.offsets[part])
+
+    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
+        position, index = key
+        rng = np.random.default_rng([self.settings.seed, self.stream, position])
+        part, local = self.locate(index)
+        dataset, prompt = self.parts[part]
+        sample = dataset[local]
+        flip = bool(self.settings.flip and rng.random() < 0.5)
+        image = _resize_uint8(sample.image, self.resolution)
+        if self.settings.jitter > 0:
+            image = colour_jitter(image, self.settings.jitter, rng)
+        item = {"image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), "prompt": torch.tensor(prompt)}
+        if self.conditioning is not None:
+            depth = self._depth(part, local, sample)
+            check_pair(sample.image, sample.label, depth, f"{getattr(dataset, 'name', 'dataset')} sample {sample.id!r}")
+            cond = encode(sample.label, self.conditioning["size"], self.settings.erosion, None if depth is None else depth[None])[0]
+            item["condition"] = cond
+        if flip:
+            item = {k: v.flip(-1) if v.ndim == 3 else v for k, v in item.items()}
+        return item
+
+    def _depth(self, part: int, local: int, sample) -> np.ndarray | None:
+        source = self.conditioning.get("depth")
+        if source is None:
+            return None
+        if isinstance(source, str):
+            if sample.depth is None:
+                raise ValueError(
+                    f"sample {sample.id!r} has no depth, but the conditioning uses depth: set diff_depth_model to a "
+                    f"monocular depth model (folder or hub id), or diff_depth=False"
+                )
+            return sample.depth
+        return source[part][local]
+
+
+def train(
+    model: DiffusionModel,
+    examples: Examples,
+    prompts: Sequence[str],
+    settings: DiffusionSettings,
+    checkpoints: Path | None = None,
+    evaluate: Callable[[DiffusionModel], dict[str, float]] | None = None,
+    progress: bool = True,
+    desc: str = "train diffusion",
+) -> dict[str, list]:
+    """Train ``model`` in place: the ControlNet when it has one (UNet frozen), else the UNet.
+
+    With ``checkpoints`` the state is saved every ``checkpoint_every`` steps and
+    a later call with the same folder resumes from the newest one. ``evaluate``
+    (called on the main process with the current — or EMA — weights) returns
+    scores recorded in the history under ``eval``. Returns the history.
+    """
+    if settings.lora_rank > 0 and importlib.util.find_spec("peft") is None:
+        raise ImportError("diff_lora_rank > 0 trains LoRA adapters with peft, which is not installed: pip install peft, or set diff_lora_rank=0")
+    if settings.lora_rank > 0 and model.controlnet is not None:
+        raise ValueError("LoRA is for stage-1 fine-tuning of a UNet; the ControlNet branch is trained in full")
+    accelerator = Accelerator(
+        mixed_precision="fp16" if settings.mixed_precision and torch.cuda.is_available() else "no",
+        gradient_accumulation_steps=settings.grad_accum,
+    )
+    set_seed(settings.seed)
+    trained_name = "controlnet" if model.controlnet is not None else "unet"
+    trained = getattr(model, trained_name)
+    for module in model.modules().values():
+        module.requires_grad_(False)
+        module.to(accelerator.device)
+    if settings.lora_rank > 0:
+        _add_lora(trained, settings.lora_rank)
+    else:
+        trained.requires_grad_(True)
+    if settings.gradient_checkpointing:
+        trained.enable_gradient_checkpointing()
+    trained.train()
+    params = [p for p in trained.parameters() if p.requires_grad]
+    ema = EMAModel(params, decay=settings.ema) if settings.ema > 0 else None
+
+    micro_batches = settings.steps * settings.grad_accum
+    loader = _loader(examples, settings, micro_batches * settings.batch_size * accelerator.num_processes)
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    lr_schedule = get_scheduler(
+        "cosine", optimizer, num_warmup_steps=settings.warmup_steps * accelerator.num_processes,
+        num_training_steps=settings.steps * accelerator.num_processes,
+    )
+    wrapped, optimizer, lr_schedule, loader = accelerator.prepare(trained, optimizer, lr_schedule, loader)
+    if ema is not None:
+        ema.to(accelerator.device)
+        accelerator.register_for_checkpointing(ema)
+    text = model.encode_prompt(prompts)
+    noise_schedule = model.scheduler
+
+    history: dict[str, list] = {}
+    start = _resume(accelerator, checkpoints, history)
+    batches = iter(accelerator.skip_first_batches(loader, start * settings.grad_accum) if start else loader)
+
+    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=desc, disable=not (progress and accelerator.is_main_process))
+    for step in bar:
+        t0 = time.perf_counter()
+        for micro in range(settings.grad_accum):
+            batch = next(batches)
+            generator = torch.Generator().manual_seed(_step_seed(settings.seed, step, micro, accelerator.process_index))
+            with accelerator.accumulate(wrapped):
+                loss = _loss(model, wrapped, trained_name, batch, text, noise_schedule, settings, generator, accelerator.device)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and settings.max_grad_norm:
+                    accelerator.clip_grad_norm_(params, settings.max_grad_norm)
+                optimizer.step()
+                lr_schedule.step()
+                optimizer.zero_grad()
+        if ema is not None:
+            ema.step(params)
+        history.setdefault("loss", []).append(float(loss.detach()))
+        history.setdefault("step_seconds", []).append(time.perf_counter() - t0)
+        bar.set_postfix(loss=f"{np.mean(history['loss'][-20:]):.4f}")
+        done = step + 1
+        if evaluate is not None and settings.eval_every and done % settings.eval_every == 0 and done < settings.steps:
+            _evaluate(accelerator, model, evaluate, ema, params, done, history)
+        if checkpoints is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.steps:
+            _save(accelerator, checkpoints, done, history)
+    accelerator.wait_for_everyone()
+    if ema is not None:
+        ema.copy_to(params)
+    trained = accelerator.unwrap_model(wrapped)
+    if settings.lora_rank > 0:
+        trained.fuse_lora()
+        trained.unload_lora()
+    trained.eval().requires_grad_(False)
+    setattr(model, trained_name, trained)
+    return history
+
+
+def colour_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
+    """A random palette change: hue rotation, saturation, per-channel gain, brightness and contrast.
+
+    ``strength`` 0 is the identity; 1 rotates hue by up to 180 degrees and scales
+    the rest by up to about 2x. Used to make the pretraining corpus broad.
+    """
+    x = image.astype(np.float32) / 255.0
+    angle = rng.uniform(-np.pi, np.pi) * strength
+    # Rotation about the grey axis (a hue shift), then saturation about the per-pixel grey.
+    axis = np.ones(3) / np.sqrt(3)
+    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
+    rot = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
+    x = x @ rot.T
+    grey = x.mean(-1, keepdims=True)
+    x = grey + (x - grey) * np.exp(rng.uniform(-0.7, 0.7) * strength)
+    x = x * np.exp(rng.uniform(-0.3, 0.3, 3) * strength)
+    mean = x.mean()
+    x = mean + (x - mean) * np.exp(rng.uniform(-0.5, 0.5) * strength) + rng.uniform(-0.2, 0.2) * strength
+    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
+
+
+def settings_dict(settings: DiffusionSettings) -> dict:
+    """The settings as a plain dict (for manifests)."""
+    return asdict(settings)
+
+
+def with_steps(settings: DiffusionSettings, steps: int) -> DiffusionSettings:
+    """The same settings for a different number of steps (warm-up capped at a tenth)."""
+    return replace(settings, steps=steps, warmup_steps=min(settings.warmup_steps, max(steps // 10, 1)))
+
+
+# --- one step -----------------------------------------------------------------------------
+
+
+def _loss(model, wrapped, trained_name, batch, text, schedule, settings, generator, device) -> torch.Tensor:
+    x0 = model.encode_images(batch["image"].to(device), generator)
+    noise = torch.randn(x0.shape, generator=generator).to(device, x0.dtype)
+    t = torch.randint(0, schedule.config.num_train_timesteps, (x0.shape[0],), generator=generator).to(device)
+    xt = schedule.add_noise(x0, noise, t)
+    if schedule.config.prediction_type == "v_prediction":
+        target = schedule.get_velocity(x0, noise, t)
+    elif schedule.config.prediction_type == "epsilon":
+        target = noise
+    else:
+        raise ValueError(f"prediction type {schedule.config.prediction_type!r} is not supported (v_prediction, epsilon)")
+    condition = None
+    if "condition" in batch:
+        condition = drop(batch["condition"], settings.p_uncond, generator).to(device, x0.dtype)
+    modules = {trained_name: wrapped}
+    pred = model.predict(xt, t, text[batch["prompt"].to(text.device)], condition, **modules)
+    return F.mse_loss(pred.float(), target.float())
+
+
+def _evaluate(accelerator, model, evaluate, ema, params, step, history) -> None:
+    if accelerator.is_main_process:
+        if ema is not None:
+            ema.store(params)
+            ema.copy_to(params)
+        was_training = [m.training for m in model.modules().values()]
+        for m in model.modules().values():
+            m.eval()
+        scores = evaluate(model)
+        for m, t in zip(model.modules().values(), was_training, strict=True):
+            m.train(t)
+        if ema is not None:
+            ema.restore(params)
+        history.setdefault("eval", []).append({"step": step, **scores})
+    accelerator.wait_for_everyone()
+
+
+def _step_seed(seed: int, step: int, micro: int, process: int) -> int:
+    return int(np.random.SeedSequence([seed, step, micro, process]).generate_state(1)[0])
+
+
+def _add_lora(unet, rank: int) -> None:
+    from peft import LoraConfig
+
+    unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
+
+
+def _resize_uint8(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    h, w = size
+    if image.shape[:2] == (h, w):
+        return image
+    shrink = image.shape[0] >= h and image.shape[1] >= w
+    return np.asarray(Image.fromarray(image).resize((w, h), Image.BOX if shrink else Image.BICUBIC))
+
+
+# --- data and checkpoints (the segmenter loop's patterns) -----------------------------------
+
+
+class _Stream(torch.utils.data.Sampler):
+    """``total`` (position, index) pairs drawn uniformly with replacement from a seeded generator."""
+
+    def __init__(self, n: int, total: int, seed: int) -> None:
+        self.n, self.total, self.seed = n, total, seed
+
+    def __len__(self) -> int:
+        return self.total
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed)
+        return iter(enumerate(torch.randint(0, self.n, (self.total,), generator=g).tolist()))
+
+
+def _loader(examples: Examples, settings: DiffusionSettings, total: int):
+    sampler = _Stream(len(examples), total, settings.seed * 2 + examples.stream)
+    generator = torch.Generator().manual_seed(settings.seed)
+    return torch.utils.data.DataLoader(examples, batch_size=settings.batch_size, sampler=sampler, generator=generator)
+
+
+def _save(accelerator: Accelerator, folder: Path, step: int, history: dict) -> None:
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return
+    tmp = folder / f".step-{step}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    accelerator.save_state(str(tmp))
+    (tmp / "history.json").write_text(json.dumps({"step": step, "history": history}))
+    tmp.rename(folder / f"step-{step}")  # visible only when complete
+    for old in folder.glob("step-*"):
+        if old.name != f"step-{step}":
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _resume(accelerator: Accelerator, folder: Path | None, history: dict) -> int:
+    if folder is None:
+        return 0
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    found = sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
+    if not found:
+        return 0
+    accelerator.load_state(str(found[-1]))
+    saved = json.loads((found[-1] / "history.json").read_text())
+    history.update(saved["history"])
+    print(f"[synthlib] resumed diffusion training from {found[-1].name}")
+    return int(saved["step"])

@@ -1,0 +1,314 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from synthlib import diffusion, profiles
+from synthlib.datasets import Dataset, Sample
+from synthlib.diffusion import conditioning, scores
+from synthlib.diffusion.conditioning import UNKNOWN, UNKNOWN_CHANNEL, ConditioningError
+from synthlib.diffusion.model import DiffusionModelError
+from synthlib.diffusion.train import DiffusionSettings, Examples, train
+from synthlib.labels import IGNORE, TRAIN_LABELS
+
+ROAD, SIDEWALK, VEGETATION, SKY, CAR = 0, 1, 8, 10, 13
+CLASSES = (ROAD, VEGETATION, SKY, CAR)
+PALETTE = np.array([TRAIN_LABELS[c].color for c in CLASSES], np.float32)
+
+
+class Halves(Dataset):
+    """8x16 maps split at a random column into two of four classes; images are the class colours plus noise."""
+
+    def __init__(self, n: int, seed: int, label_size: tuple[int, int] | None = None) -> None:
+        self.n, self.seed, self.label_size = n, seed, label_size
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> Sample:
+        rng = np.random.default_rng([self.seed, i])
+        a, b = rng.choice(CLASSES, 2, replace=False)
+        label = np.full((8, 16), a, np.uint8)
+        label[:, int(rng.integers(4, 13)) :] = b
+        image = PALETTE[np.searchsorted(CLASSES, label)]
+        image = np.clip(image + rng.normal(0, 8, image.shape), 0, 255).astype(np.uint8)
+        if self.label_size:
+            label = np.zeros(self.label_size, np.uint8)
+        return Sample(image, label, np.full((8, 16), 5.0, np.float32), None, f"h{i}")
+
+
+def nearest_colour(images: np.ndarray) -> np.ndarray:
+    """A perfect judge for Halves: the class of the nearest palette colour."""
+    distance = ((images[..., None, :].astype(np.float32) - PALETTE) ** 2).sum(-1)
+    return np.asarray(CLASSES, np.uint8)[distance.argmin(-1)]
+
+
+def _outputs(model: diffusion.DiffusionModel) -> torch.Tensor:
+    x = torch.randn(2, model.unet.config.in_channels, *model.sample_size, generator=torch.Generator().manual_seed(0))
+    return model.unet(x, torch.tensor([10, 900]), model.encode_prompt(["a photo of a city street"] * 2)).sample
+
+
+# --- model builder -----------------------------------------------------------------------
+
+
+def test_builder_round_trip_gives_identical_outputs(tmp_path):
+    model = diffusion.build("micro", (16, 32), "a photo of a city street", seed=3)
+    assert model.space == "pixel" and model.vae is None and model.scheduler.config.prediction_type == "v_prediction"
+    folder = diffusion.save(model, tmp_path / "m")
+    assert {p.name for p in folder.iterdir()} == {"unet", "scheduler", "text_encoder", "tokenizer", "synthlib_diffusion.json"}
+    loaded = diffusion.load(folder)
+    assert loaded.resolution == (16, 32) and loaded.prompt == model.prompt
+    with torch.no_grad():
+        assert torch.equal(_outputs(model), _outputs(loaded))
+    a = diffusion.generate(model, None, seeds=[5, 6], steps=3)
+    b = diffusion.generate(folder, None, seeds=[5, 6], steps=3)
+    assert a.shape == (2, 16, 32, 3) and a.dtype == np.uint8 and np.array_equal(a, b)
+
+
+def test_a_stable_diffusion_folder_loads_into_latent_space(tmp_path):
+    """The real path on a tiny random Stable Diffusion: the same loader, a VAE, ControlNet at 8x the latent size."""
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = diffusion.small_tokenizer()
+    text = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2, max_position_embeddings=48))
+    vae = AutoencoderKL(block_out_channels=(8, 8, 8, 8), down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=4, latent_channels=4)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, block_out_channels=(16, 32), down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"), up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"), cross_attention_dim=16, norm_num_groups=8, layers_per_block=1)
+    for name, part in {"unet": unet, "vae": vae, "text_encoder": text, "tokenizer": tokenizer, "scheduler": DDPMScheduler()}.items():
+        part.save_pretrained(tmp_path / "sd" / name)
+    model = diffusion.build(str(tmp_path / "sd"), (32, 64), "a photo")
+    assert model.space == "latent" and model.vae_scale == 8 and model.sample_size == (4, 8)
+    branch = diffusion.add_branch(model, "controlnet", depth=False)
+    assert branch.condition_size == (32, 64)
+    maps = np.zeros((2, 32, 64), np.uint8)
+    assert diffusion.generate(branch, maps, steps=2).shape == (2, 32, 64, 3)
+
+
+def test_small_tokenizer_is_built_in_memory_and_round_trips(tmp_path):
+    tok = diffusion.small_tokenizer(max_length=48)
+    assert len(tok) == 514 and tok.model_max_length == 48
+    ids = tok(["a photo of a city street", "Nebel, 7°C!"]).input_ids
+    assert ids[0][0] == tok.bos_token_id and ids[0][-1] == tok.eos_token_id
+    assert len(ids[0]) == len("aphotoofacitystreet") + 2  # one token per letter, spaces dropped
+    assert tok.decode(ids[0], skip_special_tokens=True) == "a photo of a city street"
+    assert tok.decode(ids[1], skip_special_tokens=True) == "nebel , 7 ° c !"  # lower-cased, any byte encodes
+    tok.save_pretrained(tmp_path / "tok")
+    from transformers import CLIPTokenizer
+
+    assert CLIPTokenizer.from_pretrained(tmp_path / "tok")(["a photo of a city street"]).input_ids[0] == ids[0]
+
+
+# --- conditioning --------------------------------------------------------------------------
+
+
+def test_erosion_turns_class_borders_unknown():
+    label = np.zeros((5, 6), np.uint8)
+    label[:, 3:] = CAR  # road | car
+    eroded = diffusion.erode(label, radius=1)
+    assert (eroded[:, 2:4] == UNKNOWN).all()  # the border, both sides
+    assert (eroded[:, :2] == ROAD).all() and (eroded[:, 4:] == CAR).all()
+    wide = diffusion.erode(label, radius=2)
+    assert (wide[:, 1:5] == UNKNOWN).all() and (wide[:, 0] == ROAD).all() and (wide[:, 5] == CAR).all()
+    assert np.array_equal(diffusion.erode(label, 0), label)
+
+
+def test_erosion_of_a_corner_and_next_to_ignore():
+    label = np.full((5, 5), SKY, np.uint8)
+    label[3:, 3:] = CAR  # a 2x2 car in the bottom-right corner
+    label[0, 0] = IGNORE
+    expected = label.copy()
+    expected[2:, 2:] = UNKNOWN  # every pixel within one (diagonal included) of the other class ...
+    expected[4, 4] = CAR  # ... but the car's corner pixel is two away from the sky
+    assert np.array_equal(diffusion.erode(label, 1), expected)  # ignore erodes no neighbour and stays ignore
+    batch = diffusion.erode(np.stack([label, label]), 1)
+    assert np.array_equal(batch[1], expected)
+
+
+def test_negative_erosion_radius_is_an_error():
+    with pytest.raises(ConditioningError, match=r"erosion radius must be an integer >= 0 \(0 disables\), got -1"):
+        diffusion.erode(np.zeros((4, 4), np.uint8), -1)
+
+
+def test_encode_one_hot_unknown_depth_and_area_average():
+    label = np.zeros((4, 8), np.uint8)
+    label[:, 4:] = CAR
+    label[0, 0] = IGNORE
+    depth = np.full((4, 8), 10.0, np.float32)
+    depth[:, 4:] = 5.0
+    cond = conditioning.encode(label[None], None, 0, depth[None])
+    assert cond.shape == (1, 21, 4, 8) and torch.equal(cond[0, :20].sum(0), torch.ones(4, 8))
+    assert cond[0, UNKNOWN_CHANNEL, 0, 0] == 1 and cond[0, CAR, 0, 5] == 1
+    assert cond[0, 20, 0, 0] == pytest.approx(0.5) and cond[0, 20, 0, 7] == pytest.approx(1.0)  # inverse depth / max
+    half = conditioning.encode(label[None], (2, 4), 0)
+    assert half.shape == (1, 20, 2, 4) and half[0, ROAD, 0, 0] == pytest.approx(0.75) and half[0, UNKNOWN_CHANNEL, 0, 0] == pytest.approx(0.25)
+    with pytest.raises(ConditioningError, match=r"maps hold values \[30\]"):
+        conditioning.encode(np.full((1, 2, 2), 30, np.uint8))
+
+
+def test_condition_dropout_rate():
+    cond = torch.ones(20000, 1, 1, 1)
+    g = torch.Generator().manual_seed(0)
+    dropped = (conditioning.drop(cond, 0.3, g) == 0).float().mean().item()
+    assert dropped == pytest.approx(0.3, abs=0.015)
+    assert (conditioning.drop(cond, 0.0, g) == 1).all() and (conditioning.drop(cond, 1.0, g) == 0).all()
+    # through the training data path: p_uncond=0 keeps every map, and the model sees zeros as "unconditional"
+    with pytest.raises(ConditioningError, match="p_uncond 1.5"):
+        conditioning.drop(cond, 1.5, g)
+
+
+def test_pseudo_labels_of_another_size_are_an_error():
+    model = diffusion.add_branch(diffusion.build("micro", (8, 16)), "concat", depth=False)
+    s = DiffusionSettings(steps=1, batch_size=2)
+    examples = Examples([(Halves(4, 0, label_size=(4, 8)), 0)], model.resolution, s, {"size": model.condition_size, "depth": None})
+    with pytest.raises(ConditioningError, match=r"sample 'h0'.*pseudo-label of size 4x8 does not match its image of size 8x16"):
+        examples[(0, 0)]
+
+
+def test_a_tiny_depth_model_estimates_depth(tmp_path):
+    from transformers import GLPNConfig, GLPNForDepthEstimation, GLPNImageProcessor
+
+    config = GLPNConfig(hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 1, 1], decoder_hidden_size=8)
+    GLPNForDepthEstimation(config).save_pretrained(tmp_path / "depth")
+    GLPNImageProcessor().save_pretrained(tmp_path / "depth")
+    model, processor = conditioning.load_depth_model(tmp_path / "depth")
+    images = np.random.default_rng(0).integers(0, 255, (3, 32, 64, 3), dtype=np.uint8)
+    depth = conditioning.estimate_depth(model, processor, images, batch_size=2)
+    assert depth.shape == (3, 32, 64) and (depth > 0).all()
+    channel = conditioning.inverse_depth(depth)
+    assert channel.max() == pytest.approx(1.0) and channel.min() > 0
+    with pytest.raises(ConditioningError, match="could not load depth model .* diff_depth_model=''"):
+        conditioning.load_depth_model(tmp_path / "nothing")
+
+
+# --- bad model specs ------------------------------------------------------------------------
+
+
+def test_a_folder_without_the_components_lists_what_is_missing(tmp_path):
+    diffusion.build("micro", (16, 32)).unet.save_pretrained(tmp_path / "half" / "unet")
+    with pytest.raises(DiffusionModelError, match=r"missing scheduler/, text_encoder/, tokenizer/, vae/"):
+        diffusion.load(tmp_path / "half")
+    with pytest.raises(DiffusionModelError, match="does not exist"):
+        diffusion.load(tmp_path / "absent")
+
+
+def test_a_hub_id_without_network_says_to_pass_a_local_folder(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # no network, no waiting for retries
+    with pytest.raises(DiffusionModelError, match="Without network access pass a local folder"):
+        diffusion.load("some-org/some-diffusion-model")
+
+
+def test_bad_branch_resolution_and_scheduler():
+    model = diffusion.build("micro", (16, 32))
+    with pytest.raises(DiffusionModelError, match="branch 'adapter' unknown; valid: concat, controlnet"):
+        diffusion.add_branch(model, "adapter", False)
+    with pytest.raises(DiffusionModelError, match="multiple of 4"):
+        diffusion.build("micro", (14, 32))
+    with pytest.raises(DiffusionModelError, match="scheduler 'euler' unknown"):
+        diffusion.generate(model, None, seeds=[0], scheduler="euler")
+    with pytest.raises(DiffusionModelError, match="pass depth"):
+        diffusion.generate(diffusion.add_branch(model, "concat", True), np.zeros((1, 16, 32), np.uint8))
+
+
+def test_lora_without_peft_is_a_clear_error(monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "peft" else real(name, *a))
+    model = diffusion.build("micro", (8, 16))
+    s = DiffusionSettings(steps=1, batch_size=2, lora_rank=4)
+    with pytest.raises(ImportError, match="pip install peft"):
+        train(model, Examples([(Halves(2, 0), 0)], model.resolution, s), ["p"], s, progress=False)
+
+
+# --- training, sampling, scores ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def base_model():
+    """A micro model briefly trained without conditioning on Halves images (a stand-in for stage 1)."""
+    model = diffusion.build("micro", (8, 16), "p", seed=0)
+    s = DiffusionSettings(steps=40, batch_size=8, lr=3e-3, warmup_steps=5)
+    train(model, Examples([(Halves(64, 0), 0)], model.resolution, s), ["p"], s, progress=False)
+    return model
+
+
+@pytest.mark.parametrize(("branch", "lr"), [("concat", 3e-3), ("controlnet", 1e-2)])
+def test_training_a_branch_raises_faithfulness(base_model, branch, lr):
+    model = diffusion.add_branch(base_model, branch, depth=False)
+    val = Halves(16, 1)
+    maps = np.stack([val[i].label for i in range(len(val))])
+
+    def faithfulness():
+        images = diffusion.generate(model, maps, steps=10)
+        return scores.faithfulness(images, maps, nearest_colour).miou()
+
+    untrained = faithfulness()
+    s = DiffusionSettings(steps=60, batch_size=8, lr=lr, warmup_steps=5, p_uncond=0.1)
+    train(model, Examples([(Halves(64, 0), 0)], model.resolution, s, {"size": model.condition_size, "depth": None}), ["p"], s, progress=False)
+    trained = faithfulness()
+    print(f"{branch}: faithfulness (mIoU) untrained {untrained:.1f}, trained {trained:.1f}")
+    assert trained > untrained + 12 and trained > 1.8 * untrained, (untrained, trained)
+    if branch == "controlnet":
+        assert all(not p.requires_grad for p in model.unet.parameters())
+        assert torch.equal(model.unet.conv_in.weight, base_model.unet.conv_in.weight)  # the UNet stayed frozen
+
+
+def test_generate_is_deterministic_and_batch_independent(base_model):
+    model = diffusion.add_branch(base_model, "concat", depth=True)
+    maps = np.stack([Halves(3, 2)[i].label for i in range(3)])
+    depth = np.full(maps.shape, 4.0, np.float32)
+    a = diffusion.generate(model, maps, depth, seeds=[7, 8, 9], guidance_scale=2.0, steps=4)
+    b = diffusion.generate(model, maps, depth, seeds=[7, 8, 9], guidance_scale=2.0, steps=4)
+    alone = diffusion.generate(model, maps[1:2], depth[1:2], seeds=[8], guidance_scale=2.0, steps=4)
+    assert np.array_equal(a, b)
+    assert np.abs(a[1].astype(int) - alone[0].astype(int)).max() <= 1
+    assert not np.array_equal(a[0], diffusion.generate(model, maps[:1], depth[:1], seeds=[70], guidance_scale=2.0, steps=4)[0])
+
+
+def test_resume_equals_an_uninterrupted_run(tmp_path):
+    """Stage-2 training with EMA and condition dropout, killed after a checkpoint, resumes to the same weights."""
+
+    def run(checkpoints, evaluate=None):
+        model = diffusion.add_branch(diffusion.build("micro", (8, 16), "p", seed=1), "concat", depth=True)
+        s = DiffusionSettings(steps=6, batch_size=4, lr=3e-3, warmup_steps=2, ema=0.9, checkpoint_every=3, p_uncond=0.5, erosion=1, eval_every=4)
+        examples = Examples([(Halves(8, 0), 0)], model.resolution, s, {"size": model.condition_size, "depth": "dataset"})
+        history = train(model, examples, ["p"], s, checkpoints, evaluate=evaluate, progress=False)
+        return model, history
+
+    def crash(model):
+        raise KeyboardInterrupt("simulated interruption after the step-3 checkpoint")
+
+    full, full_history = run(None)
+    with pytest.raises(KeyboardInterrupt):
+        run(tmp_path / "ckpt", evaluate=crash)
+    assert (tmp_path / "ckpt" / "step-3").is_dir()
+    resumed, resumed_history = run(tmp_path / "ckpt")
+    for p, q in zip(full.unet.parameters(), resumed.unet.parameters(), strict=True):
+        assert torch.allclose(p, q, atol=1e-6)
+    assert resumed_history["loss"] == pytest.approx(full_history["loss"], abs=1e-6)
+
+
+def test_frechet_distance_of_gaussians():
+    rng = np.random.default_rng(0)
+    a = rng.normal(0, 1, (4000, 3))
+    b = rng.normal(0, 1, (4000, 3)) + np.array([2.0, 0, 0])
+    assert scores.frechet_distance(scores.statistics(a), scores.statistics(a)) == pytest.approx(0, abs=1e-6)
+    assert scores.frechet_distance(scores.statistics(a), scores.statistics(b)) == pytest.approx(4.0, abs=0.25)
+    c = rng.normal(0, 2, (4000, 3))  # same mean, std 2: tr(1 + 4 - 2*2) = 1 per dimension
+    assert scores.frechet_distance(scores.statistics(a), scores.statistics(c)) == pytest.approx(3.0, abs=0.3)
+
+
+def test_profile_diffusion_fields_make_settings():
+    from synthlib.diffusion.common import settings
+
+    cfg = profiles.load("smoke", diff_erosion=2, diff_p_uncond=0.2)
+    s1, s2 = settings(cfg, "stage1"), settings(cfg, "stage2")
+    assert s1.erosion == 0 and s1.p_uncond == 0 and s1.steps == cfg.diff_stage1_steps
+    assert s2.erosion == 2 and s2.p_uncond == 0.2 and s2.steps == cfg.diff_stage2_steps
+    assert settings(cfg, "pretrain").jitter == cfg.diff_pretrain_jitter
+    with pytest.raises(ValueError, match="diffusion stage 'stage3' unknown"):
+        settings(cfg, "stage3")
+    assert json.dumps(profiles.describe().loc["diff_resolution"].tolist())
