@@ -11,8 +11,6 @@ the updates an uninterrupted run makes.
 from __future__ import annotations
 
 import importlib.util
-import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -29,6 +27,7 @@ from diffusers.training_utils import EMAModel
 from PIL import Image
 from tqdm.auto import tqdm
 
+from synthlib import checkpoints as checkpoints_io
 from synthlib.datasets import Dataset
 from synthlib.diffusion.conditioning import check_pair, drop, encode
 from synthlib.diffusion.model import DiffusionModel
@@ -178,7 +177,7 @@ def train(
     noise_schedule = model.scheduler
 
     history: dict[str, list] = {}
-    start = _resume(accelerator, checkpoints, history)
+    start = checkpoints_io.resume(accelerator, checkpoints, history, what="diffusion training")
     batches = iter(accelerator.skip_first_batches(loader, start * settings.grad_accum) if start else loader)
 
     bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=desc, disable=not (progress and accelerator.is_main_process))
@@ -204,7 +203,7 @@ def train(
         if evaluate is not None and settings.eval_every and done % settings.eval_every == 0 and done < settings.steps:
             _evaluate(accelerator, model, evaluate, ema, params, done, history)
         if checkpoints is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.steps:
-            _save(accelerator, checkpoints, done, history)
+            checkpoints_io.save(accelerator, checkpoints, done, history)
     accelerator.wait_for_everyone()
     if ema is not None:
         ema.copy_to(params)
@@ -326,32 +325,3 @@ def _loader(examples: Examples, settings: DiffusionSettings, total: int):
     sampler = _Stream(len(examples), total, settings.seed * 2 + examples.stream)
     generator = torch.Generator().manual_seed(settings.seed)
     return torch.utils.data.DataLoader(examples, batch_size=settings.batch_size, sampler=sampler, generator=generator)
-
-
-def _save(accelerator: Accelerator, folder: Path, step: int, history: dict) -> None:
-    accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return
-    tmp = folder / f".step-{step}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    accelerator.save_state(str(tmp))
-    (tmp / "history.json").write_text(json.dumps({"step": step, "history": history}))
-    tmp.rename(folder / f"step-{step}")  # visible only when complete
-    for old in folder.glob("step-*"):
-        if old.name != f"step-{step}":
-            shutil.rmtree(old, ignore_errors=True)
-
-
-def _resume(accelerator: Accelerator, folder: Path | None, history: dict) -> int:
-    if folder is None:
-        return 0
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    found = sorted(folder.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    if not found:
-        return 0
-    accelerator.load_state(str(found[-1]))
-    saved = json.loads((found[-1] / "history.json").read_text())
-    history.update(saved["history"])
-    print(f"[synthlib] resumed diffusion training from {found[-1].name}")
-    return int(saved["step"])
