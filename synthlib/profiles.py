@@ -76,7 +76,7 @@ class Profile:
     diff_pretrain_steps: int = 600
     diff_pretrain_jitter: float = 0.5  # palette / colour jitter of the pretraining corpus
     diff_stage1_steps: int = 300
-    diff_eval_every: int = 100  # stage-1 appearance score every this many steps
+    diff_eval_every: int = 150  # stage-1 appearance score every this many steps
     diff_branch: str = "concat"  # stage-2 conditioning branch: "concat" or "controlnet"
     diff_stage2_steps: int = 800
     diff_erosion: int = 0  # pixels (at the pseudo-labels' resolution) near another class become unknown; 0 disables

@@ -125,9 +125,13 @@ def test_erosion_of_a_corner_and_next_to_ignore():
     assert np.array_equal(batch[1], expected)
 
 
-def test_negative_erosion_radius_is_an_error():
+def test_negative_erosion_radius_is_an_error(tmp_path):
     with pytest.raises(ConditioningError, match=r"erosion radius must be an integer >= 0 \(0 disables\), got -1"):
         diffusion.erode(np.zeros((4, 4), np.uint8), -1)
+    from synthlib import runs
+
+    with pytest.raises(ConditioningError, match="got -1"):  # before stage 1 or anything else runs
+        diffusion.train_stage2(runs.open("t", tmp_path), profiles.load("smoke", diff_erosion=-1))
 
 
 def test_encode_one_hot_unknown_depth_and_area_average():

@@ -43,8 +43,9 @@ def train_stage2(run_dir: RunDir, cfg: Profile, stage: str = STAGE) -> Path:
 
     ``stage`` names the output (benchmarks train both branches side by side).
     """
-    stage1 = train_stage1(run_dir, cfg)
     s = settings(cfg, "stage2")
+    _check(cfg)  # bad parameters fail before stage 1 trains
+    stage1 = train_stage1(run_dir, cfg)
     judge = judge_stage(cfg) if run_dir.manifest(judge_stage(cfg)) is not None else None
     params = {
         "branch": cfg.diff_branch,
@@ -61,13 +62,12 @@ def train_stage2(run_dir: RunDir, cfg: Profile, stage: str = STAGE) -> Path:
         depth = _depth_source(cfg, pairs)
         sample = pairs[0]
         ctx.info["unknown_share"] = unknown_share(np.stack([pairs[i].label for i in range(min(len(pairs), 64))]), s.erosion)
+        examples = Examples([(pairs, 0)], model.resolution, s, {"size": model.condition_size, "depth": depth})
+        examples[(0, 0)]  # checks the first pair (sizes, depth) before anything else
         evaluation = _Faithfulness(run_dir, cfg) if judge else None
         if evaluation:
             ctx.info["faithfulness_reference"] = evaluation.reference()
             ctx.info["faithfulness_untrained"], untrained = evaluation(model)
-        conditioning = {"size": model.condition_size, "depth": depth}
-        examples = Examples([(pairs, 0)], model.resolution, s, conditioning)
-        examples[(0, 0)]  # checks the first pair (sizes, depth) before training starts
         history = train(model, examples, [model.prompt], s, ctx.checkpoints, desc=f"stage 2 ({cfg.diff_branch})")
         model.info["stage2"] = {"erosion": s.erosion, "p_uncond": s.p_uncond, "image_size": list(sample.image.shape[:2])}
         save(model, ctx.out / "model", link_from=stage1 / "model")
@@ -141,6 +141,19 @@ def guidance_sweep(run_dir: RunDir, cfg: Profile, scales: Sequence[float], stage
         result, _ = evaluation(model, guidance_scale=float(w))
         rows[float(w)] = {**result, "seconds per image": (time.perf_counter() - t0) / len(evaluation.maps)}
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("guidance scale")
+
+
+def _check(cfg: Profile) -> None:
+    from synthlib.diffusion.model import BRANCHES, DiffusionModelError
+    from synthlib.diffusion.sampling import SCHEDULERS
+
+    if cfg.diff_branch not in BRANCHES:
+        raise DiffusionModelError(f"diff_branch {cfg.diff_branch!r} unknown; valid: {', '.join(BRANCHES)}")
+    if cfg.diff_scheduler not in SCHEDULERS:
+        raise DiffusionModelError(f"diff_scheduler {cfg.diff_scheduler!r} unknown; valid: {', '.join(SCHEDULERS)}")
+    erode(np.zeros((1, 1), np.uint8), cfg.diff_erosion)  # raises on a negative radius
+    if not 0.0 <= cfg.diff_p_uncond <= 1.0:
+        raise ValueError(f"diff_p_uncond {cfg.diff_p_uncond} must lie in [0, 1]")
 
 
 def _eval_params(cfg: Profile, judge: str | None) -> dict:

@@ -97,7 +97,7 @@ class Examples(torch.utils.data.Dataset):
         image = _resize_uint8(sample.image, self.resolution)
         if self.settings.jitter > 0:
             image = colour_jitter(image, self.settings.jitter, rng)
-        item = {"image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1), "prompt": torch.tensor(prompt)}
+        item = {"image": torch.from_numpy(np.array(image)).permute(2, 0, 1), "prompt": torch.tensor(prompt)}
         if self.conditioning is not None:
             depth = self._depth(part, local, sample)
             check_pair(sample.image, sample.label, depth, f"{getattr(dataset, 'name', 'dataset')} sample {sample.id!r}")

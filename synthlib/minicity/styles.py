@@ -223,7 +223,7 @@ FLAT = Style(
 
 GAME = Style(
     name="game",
-    camera=Camera(height=(1.9, 2.5), hfov=(55.0, 65.0), horizon=(0.38, 0.46), yaw=(-0.1, 0.1)),
+    camera=Camera(height=(1.9, 2.5), hfov=(58.0, 68.0), horizon=(0.38, 0.46), yaw=(-0.1, 0.1)),
     layout=Layout(
         lanes=(2, 3, 4, 4, 5),
         lane_width=(3.4, 3.8),
