@@ -47,8 +47,8 @@ def test_all_19_classes_occur_in_every_style():
         for i in range(150):
             lab = generate(0, style, i, 32, 64).label
             counts += np.bincount(lab.ravel(), minlength=256)[:NUM_CLASSES] > 0
-        missing = [CLASS_NAMES[c] for c in range(NUM_CLASSES) if counts[c] == 0]
-        assert not missing, f"{style}: no {missing} in 150 scenes"
+        scarce = [CLASS_NAMES[c] for c in range(NUM_CLASSES) if counts[c] < 3]  # 2 % of 150
+        assert not scarce, f"{style}: {scarce} in fewer than 2 % of 150 scenes"
         for big in ("road", "building", "sky", "car"):
             assert counts[CLASS_NAMES.index(big)] > 120, (style, big, counts)
 
