@@ -96,18 +96,22 @@ def default_notebooks_dir() -> Path:
 
 
 def select_notebooks(folder: Path, only: str | None) -> list[Path]:
-    """The ``NN_*.ipynb`` notebooks of ``folder`` in order, restricted to the ``only`` numbers."""
+    """The ``NN_*.ipynb`` notebooks of ``folder`` in order, restricted to the ``only`` numbers.
+
+    A number may name several notebooks (``04_generation`` and ``04_translation_baselines``
+    are independent steps of the same stage): ``--only 04`` runs all of them.
+    """
     found = sorted(p for p in Path(folder).glob("[0-9][0-9]_*.ipynb"))
     if not found:
         raise FileNotFoundError(f"no notebooks named NN_*.ipynb in {folder}")
     if only is None:
         return found
-    wanted = [w.strip().zfill(2) for w in only.split(",") if w.strip()]
-    by_number = {p.name[:2]: p for p in found}
-    unknown = [w for w in wanted if w not in by_number]
+    wanted = {w.strip().zfill(2) for w in only.split(",") if w.strip()}
+    numbers = sorted({p.name[:2] for p in found})
+    unknown = sorted(wanted - set(numbers))
     if unknown:
-        raise ValueError(f"--only {only}: no notebook numbered {', '.join(unknown)}; available: {', '.join(by_number)}")
-    return [by_number[w] for w in sorted(set(wanted))]
+        raise ValueError(f"--only {only}: no notebook numbered {', '.join(unknown)}; available: {', '.join(numbers)}")
+    return [p for p in found if p.name[:2] in wanted]
 
 
 def _results(run: str, runs_dir: Path | None, to: Path | None) -> int:

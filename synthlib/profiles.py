@@ -47,8 +47,11 @@ class Profile:
     max_val: int = 0
     # Segmenters (pseudo-labellers, UDA baselines, downstream): a config name from
     # synthlib.segmenters.ARCHITECTURES, or a local folder / hub id of a SegFormer.
-    seg_model: str = "mit-b0-s2"
-    seg_steps: int = 800
+    # mit-b0 on the default profile: at 400 steps the stride-2 mit-b0-s2 scored the same
+    # (26.2 vs 26.1 oracle mIoU, thin classes at 0 in both) at 2.2x the step time
+    # (benchmarks/segmenter_choice.py).
+    seg_model: str = "mit-b0"
+    seg_steps: int = 600
     seg_batch: int = 8
     seg_lr: float = 1e-3
     seg_crop: tuple[int, ...] = (64, 128)  # (h, w) training crop
@@ -88,6 +91,48 @@ class Profile:
     diff_sample_steps: int = 20
     diff_scheduler: str = "ddim"  # "ddim" or "dpm"
     diff_eval_images: int = 64  # images per appearance / faithfulness score
+    # Generation and MCOC (04_generation, 05_mcoc_filtering)
+    gen_sources: tuple[str, ...] = ()  # dataset names or stages to generate from; () = the profile's sources
+    gen_per_map: int = 1  # images per map, each with its own seed
+    gen_max_maps: int = 0  # maps per source (the first of its train split); 0 = all
+    gen_guidance: float = 1.0  # classifier-free guidance scale; 1 = conditional only
+    gen_conditioning_scale: float = 1.0  # scales the conditioning branch (ControlNet residuals or concatenated map)
+    gen_steps: int = 20
+    gen_scheduler: str = "ddim"  # "ddim" or "dpm"
+    gen_batch: int = 32  # images per sampling call and per checkpointed batch
+    gen_fit: str = "error"  # maps whose aspect ratio is not the model's: "error" or "crop" (centred)
+    mcoc_judge: str = ""  # segmenter scoring generations: "" = the pseudo-labeller; a method name, model stage or folder / hub id; never the oracle
+    mcoc_min_pixels: int = 16  # smaller objects are not objects
+    mcoc_threshold: float = 0.5  # images whose MCOC is under this (0-1) are dropped
+    mcoc_rectify: str = "relabel"  # objects the judge sees as ONE other class: "relabel", "ignore" or "off"
+    mcoc_rectify_fraction: float = 0.5  # ... on more than this share of their pixels
+    mcoc_grid_guidance: tuple[float, ...] = (1.0, 2.0)  # settings search: guidance scales
+    mcoc_grid_conditioning: tuple[float, ...] = (0.75, 1.0, 1.25)  # ... conditioning scales
+    mcoc_grid_steps: tuple[int, ...] = (10, 20)  # ... sampling steps
+    mcoc_grid_maps: int = 16  # ... held-out maps (the sources' val splits) per setting
+    # Image-to-image translation baselines (04_translation_baselines)
+    i2i_k: tuple[int, ...] = (0, 10)  # one CycleGAN per K: labelled target images for semantic guidance; 0 = plain CycleGAN
+    # FDA: the swapped low-frequency square, half-size as a fraction of min(h, w); 0 = unchanged. 0.09 at
+    # 64 px swaps |k| <= 5 cycles per image, the band of FDA's published 0.01 at 512 px (the paper profile).
+    i2i_fda_beta: float = 0.09
+    i2i_ngf: int = 16  # generator base channels
+    i2i_ndf: int = 16  # PatchGAN base channels
+    i2i_blocks: int = 3  # residual blocks per generator
+    i2i_disc_layers: int = 3  # PatchGAN depth; 3 = the 70x70 PatchGAN
+    # Batch 1 as in CycleGAN: at equal compute, 800 steps of 1 beat 200 of 4 (13.1 vs 9.7 mIoU, target->source).
+    # 300 steps (2 cores: 0.15 s/step, 0.24 s guided) keep the default notebook at about 5 minutes; CycleGAN is
+    # undertrained there (2400 steps only matched source only target->source: 18.5 vs 18.7 mIoU).
+    i2i_steps: int = 300
+    i2i_decay_steps: int = 150  # the last steps decay the learning rate linearly to 0
+    i2i_batch: int = 1
+    i2i_lr: float = 2e-4
+    i2i_crop: tuple[int, ...] = ()  # (h, w) random training crop, multiples of 4; () = whole images
+    i2i_cycle_weight: float = 10.0
+    i2i_identity_weight: float = 0.5  # a fraction of the cycle weight, as in CycleGAN; 0 disables
+    i2i_semantic_weight: float = 1.0  # guidance loss weight (K > 0)
+    i2i_buffer: int = 50  # earlier translations kept for the discriminators
+    i2i_guide_steps: int = 100  # fine-tuning of the target-side guidance segmenter on the K labelled target images
+    i2i_checkpoint_every: int = 100
 
 
 PROFILES: dict[str, Profile] = {
@@ -111,6 +156,27 @@ PROFILES: dict[str, Profile] = {
         diff_stage2_steps=40,
         diff_sample_steps=10,
         diff_eval_images=8,
+        # Generation and MCOC (04_generation, 05_mcoc_filtering)
+        gen_per_map=2,
+        gen_max_maps=6,
+        gen_steps=10,
+        gen_batch=8,
+        mcoc_min_pixels=4,
+        mcoc_threshold=0.15,  # the smoke models are barely trained: their MCOCs lie around 0.2
+        mcoc_grid_conditioning=(0.5, 1.0),
+        mcoc_grid_steps=(5,),
+        mcoc_grid_maps=4,
+        # Image-to-image translation baselines (04_translation_baselines)
+        i2i_k=(0, 2),
+        i2i_ngf=8,
+        i2i_ndf=8,
+        i2i_blocks=1,
+        i2i_disc_layers=2,
+        i2i_steps=4,
+        i2i_decay_steps=2,
+        i2i_batch=2,
+        i2i_buffer=4,
+        i2i_guide_steps=3,
     ),
     "default": Profile(),
     "paper": Profile(
@@ -145,6 +211,26 @@ PROFILES: dict[str, Profile] = {
         diff_depth_model="depth-anything/Depth-Anything-V2-Small-hf",
         diff_sample_steps=50,
         diff_eval_images=500,
+        # Generation and MCOC (04_generation, 05_mcoc_filtering)
+        gen_per_map=2,
+        gen_steps=50,
+        gen_batch=8,
+        gen_fit="crop",
+        mcoc_min_pixels=256,
+        mcoc_grid_conditioning=(0.5, 1.0, 1.5),
+        mcoc_grid_steps=(20, 50),
+        mcoc_grid_maps=100,
+        # Image-to-image translation baselines (04_translation_baselines)
+        i2i_fda_beta=0.01,
+        i2i_ngf=64,
+        i2i_ndf=64,
+        i2i_blocks=9,
+        i2i_steps=200000,
+        i2i_decay_steps=100000,
+        i2i_batch=1,
+        i2i_crop=(256, 256),
+        i2i_guide_steps=2000,
+        i2i_checkpoint_every=5000,
     ),
 }
 

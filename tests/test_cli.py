@@ -58,11 +58,13 @@ def test_reproduce_reports_the_failing_notebook_and_cell(tmp_path, isolated_env,
 
 
 def test_only_selects_notebooks_and_rejects_unknown_numbers(tmp_path):
-    for name in ("00_a.ipynb", "01_b.ipynb", "06_c.ipynb", "notes.ipynb"):
+    for name in ("00_a.ipynb", "01_b.ipynb", "04_x.ipynb", "04_y.ipynb", "06_c.ipynb", "notes.ipynb"):
         (tmp_path / name).write_text("{}")
     assert [p.name for p in cli.select_notebooks(tmp_path, "6,0")] == ["00_a.ipynb", "06_c.ipynb"]
-    assert len(cli.select_notebooks(tmp_path, None)) == 3
-    with pytest.raises(ValueError, match="no notebook numbered 03; available: 00, 01, 06"):
+    # One number may name several notebooks; all of them run, in name order.
+    assert [p.name for p in cli.select_notebooks(tmp_path, "04")] == ["04_x.ipynb", "04_y.ipynb"]
+    assert len(cli.select_notebooks(tmp_path, None)) == 5
+    with pytest.raises(ValueError, match="no notebook numbered 03; available: 00, 01, 04, 06"):
         cli.select_notebooks(tmp_path, "03")
 
 

@@ -1,0 +1,133 @@
+"""Cheap translation baselines without training: Fourier amplitude swap (FDA) and colour transfer.
+
+- FDA (Yang & Soatto, 2020): the low-frequency amplitude spectrum of an image
+  (global colour, illumination, large-scale contrast) is replaced by a
+  reference image's; the phase (edges, layout, hence the semantics) stays.
+- Colour transfer (Reinhard et al., 2001): each channel is shifted and scaled
+  to the reference's mean and standard deviation, in CIE Lab, where the
+  channels are close to decorrelated, so changing one barely changes the others
+  (Reinhard used the similar l-alpha-beta space).
+
+Both map a batch of uint8 images onto a batch of uint8 references (one
+reference per image) with numpy, vectorised over the batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image
+
+#: FDA's beta must keep the swapped square inside the spectrum (and away from the Nyquist frequency).
+MAX_BETA = 0.5
+
+# sRGB (D65) <-> CIE XYZ, and the D65 white point.
+_RGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+)
+_XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
+_WHITE = np.array([0.95047, 1.0, 1.08883])
+_DELTA = 6 / 29
+
+
+def check_beta(beta: float) -> None:
+    """Raise a ValueError naming ``beta`` unless 0 <= beta <= 0.5."""
+    if not isinstance(beta, (int, float)) or not 0.0 <= beta <= MAX_BETA:
+        raise ValueError(
+            f"FDA beta={beta!r} is outside [0, {MAX_BETA}]: it is the half-size of the swapped low-frequency square as a "
+            f"fraction of min(height, width) (FDA uses 0.01-0.09; 0 leaves images unchanged)"
+        )
+
+
+def low_frequency_mask(height: int, width: int, beta: float) -> np.ndarray:
+    """HxW bool mask over the (unshifted) spectrum: frequencies (ky, kx) with |ky|, |kx| < beta * min(height, width).
+
+    In the fftshift-ed spectrum this is the centre square of half-size
+    ceil(beta * min(height, width)) - 1 around the DC term; beta = 0 selects nothing.
+    """
+    check_beta(beta)
+    limit = beta * min(height, width)
+    ky = np.abs(np.fft.fftfreq(height) * height)
+    kx = np.abs(np.fft.fftfreq(width) * width)
+    return (ky[:, None] < limit) & (kx[None, :] < limit)
+
+
+def amplitude_swap(images: np.ndarray, references: np.ndarray, beta: float) -> np.ndarray:
+    """FDA on float arrays ...xHxWxC: the low-frequency amplitude of ``references`` with the phase of ``images``.
+
+    Returns float64 of the same shape, unclipped (``fda`` rounds to uint8).
+    """
+    images, references = np.asarray(images, np.float64), np.asarray(references, np.float64)
+    if images.shape != references.shape or images.ndim < 3:
+        raise ValueError(f"FDA needs images and references of one shape ...xHxWxC; got {images.shape} and {references.shape}")
+    mask = low_frequency_mask(images.shape[-3], images.shape[-2], beta)[..., None]
+    spectrum = np.fft.fft2(images, axes=(-3, -2))
+    amplitude = np.where(mask, np.abs(np.fft.fft2(references, axes=(-3, -2))), np.abs(spectrum))
+    # The swapped region is symmetric about DC, so the spectrum stays Hermitian and the result real (up to rounding).
+    return np.fft.ifft2(amplitude * np.exp(1j * np.angle(spectrum)), axes=(-3, -2)).real
+
+
+def fda(images: np.ndarray, references: Sequence[np.ndarray] | np.ndarray, beta: float) -> np.ndarray:
+    """FDA-translate uint8 NxHxWx3 ``images``, each to its reference's style (references are resized to the images' size)."""
+    check_beta(beta)
+    images = _check_images(images, "images")
+    refs = np.stack([_resize(r, images.shape[1:3]) for r in _check_references(references, len(images))])
+    return np.clip(np.round(amplitude_swap(images, refs, beta)), 0, 255).astype(np.uint8)
+
+
+def colour_transfer(images: np.ndarray, references: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
+    """Per-channel mean / std transfer in CIE Lab of uint8 NxHxWx3 ``images`` to their references (any size)."""
+    images = _check_images(images, "images")
+    refs = _check_references(references, len(images))
+    lab = rgb_to_lab(images)
+    mean, std = lab.mean((1, 2), keepdims=True), lab.std((1, 2), keepdims=True)
+    ref_stats = [(lab_r.mean((0, 1)), lab_r.std((0, 1))) for lab_r in (rgb_to_lab(r) for r in refs)]
+    ref_mean = np.stack([m for m, _ in ref_stats])[:, None, None]
+    ref_std = np.stack([s for _, s in ref_stats])[:, None, None]
+    # A flat channel (std 0) keeps its values shifted to the reference mean instead of dividing by zero.
+    out = (lab - mean) / np.maximum(std, 1e-6) * np.where(std > 1e-6, ref_std, 0.0) + ref_mean
+    return lab_to_rgb(out)
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """uint8 (or 0-255 float) sRGB ...x3 -> CIE Lab (D65), float64: L in [0, 100]."""
+    c = np.asarray(rgb, np.float64) / 255.0
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ _RGB_TO_XYZ.T / _WHITE
+    f = np.where(xyz > _DELTA**3, np.cbrt(xyz), xyz / (3 * _DELTA**2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
+    """CIE Lab (D65) ...x3 -> uint8 sRGB (out-of-gamut colours clipped)."""
+    lab = np.asarray(lab, np.float64)
+    fy = (lab[..., 0] + 16) / 116
+    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], -1)
+    xyz = np.where(f > _DELTA, f**3, 3 * _DELTA**2 * (f - 4 / 29)) * _WHITE
+    linear = np.clip(xyz @ _XYZ_TO_RGB.T, 0, 1)
+    c = np.where(linear <= 0.0031308, 12.92 * linear, 1.055 * linear ** (1 / 2.4) - 0.055)
+    return np.clip(np.round(c * 255), 0, 255).astype(np.uint8)
+
+
+def _check_images(images: np.ndarray, what: str) -> np.ndarray:
+    images = np.asarray(images)
+    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
+        raise ValueError(f"{what} must be uint8 NxHxWx3 RGB, got {images.dtype} {images.shape}")
+    return images
+
+
+def _check_references(references, n: int) -> list[np.ndarray]:
+    refs = list(references)
+    if len(refs) != n:
+        raise ValueError(f"one reference per image: got {len(refs)} references for {n} images")
+    for r in refs:
+        if np.asarray(r).dtype != np.uint8 or np.asarray(r).ndim != 3 or np.asarray(r).shape[-1] != 3:
+            raise ValueError(f"references must be uint8 HxWx3 RGB, got {np.asarray(r).dtype} {np.asarray(r).shape}")
+    return [np.asarray(r) for r in refs]
+
+
+def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if image.shape[:2] == tuple(size):
+        return image
+    return np.asarray(Image.fromarray(image).resize((size[1], size[0]), Image.BILINEAR))
