@@ -26,6 +26,11 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 00,01,06")
     rep.add_argument("--notebooks", type=Path, default=None, help="folder of the notebooks (default: the checkout's notebooks/)")
     rep.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
+    rep.add_argument(
+        "--results", type=Path, default=None,
+        help="where the run's tables and figures are copied when every notebook succeeded "
+        "(default: the checkout's results/ for the default profile, results/<profile>/ for others)",
+    )  # fmt: skip
     res = sub.add_parser("results", help="copy a run's tables and figures into results/")
     res.add_argument("--run", default="default", help="run directory name under runs/")
     res.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
@@ -38,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             return _profiles(args.name)
         if args.command == "results":
             return _results(args.run, args.runs_dir, args.to)
-        return reproduce(args.profile, args.run, args.only, args.notebooks, args.runs_dir)
+        return reproduce(args.profile, args.run, args.only, args.notebooks, args.runs_dir, args.results)
     except (profiles.ProfileError, runs.StageError, FileNotFoundError, ValueError) as e:
         print(f"synthlib: error: {e}", file=sys.stderr)
         return 2
@@ -50,8 +55,9 @@ def reproduce(
     only: str | None = None,
     notebooks: Path | None = None,
     runs_dir: Path | None = None,
+    results: Path | None = None,
 ) -> int:
-    """Execute the selected notebooks in order; 0 on success, 1 when a notebook fails."""
+    """Execute the selected notebooks in order, then publish the run's tables; 0 on success, 1 when a notebook fails."""
     import papermill as pm
 
     cfg = profiles.load(profile)  # fail on an unknown profile before starting a kernel
@@ -84,6 +90,12 @@ def reproduce(
             )
             return 1
     print(f"done: {len(selected)} notebook(s); executed copies in {out_dir}")
+    if (run_dir.path / "tables").is_dir():
+        from synthlib import report
+
+        results = results or default_results_dir(cfg.name)
+        copied = report.publish(run_dir, results)
+        print(f"copied {len(copied)} table and figure file(s) to {results}")
     return 0
 
 
@@ -93,6 +105,12 @@ def default_notebooks_dir() -> Path:
     if not folder.is_dir():
         raise FileNotFoundError(f"no notebooks folder at {folder}; pass --notebooks DIR")
     return folder
+
+
+def default_results_dir(profile: str) -> Path:
+    """``results/`` of the checkout for the default profile; ``results/<profile>/`` for the others."""
+    root = Path(__file__).resolve().parents[1] / "results"
+    return root if profile == "default" else root / profile
 
 
 def select_notebooks(folder: Path, only: str | None) -> list[Path]:

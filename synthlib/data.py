@@ -111,6 +111,8 @@ def prepare(run_dir: RunDir, cfg: Profile, roots: Mapping[str, Any] | None = Non
         splits = splits_of(name, cfg)
 
         def build(ctx, spec=spec, splits=splits):
+            if not ctx.is_main:  # one process writes the dataset; the others wait for it at the end of the stage
+                return
             for split in splits:
                 dataset = open_source(spec, split)
                 write_cityscapes(dataset, ctx.out, split)

@@ -13,7 +13,9 @@ samplers are deterministic, so a set does not depend on batching or on
 interruptions. Images are generated a batch at a time and every finished
 batch is kept in the stage's checkpoints: an interrupted stage resumes at the
 first unfinished batch, and the stage is assembled from the batches once all
-are done, so no image is made twice or written twice.
+are done, so no image is made twice or written twice. Under ``accelerate
+launch`` the batches are shared out (batch c to process c % N) and the main
+process assembles the stage: the same files as with one process.
 
 Edge cases: ``compose`` draws a map from simple shapes (``rect``, ``ellipse``,
 ``polygon`` of a class, in fractions of the image size, over a plain
@@ -37,6 +39,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from accelerate import PartialState
+from accelerate.utils import gather_object
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -159,21 +162,26 @@ def generate_set(run_dir: RunDir, cfg: Profile, source: str, settings_: Settings
         depth = _Depth(model, cfg.diff_depth_model, prefer_own=False)
         jobs = [(i, k) for i in range(n_maps) for k in range(cfg.gen_per_map)]
         chunks = [jobs[a : a + cfg.gen_batch] for a in range(0, len(jobs), cfg.gen_batch)]
-        folder = _batch_folder(ctx.checkpoints, {name: run_dir.manifest(name)["fingerprint"] for name in (stage, MODEL_STAGE)})
+        inputs = {name: run_dir.manifest(name)["fingerprint"] for name in (stage, MODEL_STAGE)}
+        folder = _batch_folder(ctx.checkpoints, inputs, clean=ctx.is_main)
+        ctx.wait_for_everyone()  # the main process has cleaned the folder
         done = {p.name for p in folder.iterdir() if p.is_dir()}
-        ctx.info["resumed_batches"] = len(done)
-        for c, chunk in enumerate(tqdm(chunks, desc=f"generate {stage}", leave=False)):
+        # Batch c is made and written by process c % num_processes alone (the others' batches may appear meanwhile).
+        mine = [c for c in range(ctx.process_index, len(chunks), ctx.num_processes) if f"{c:06d}" not in done]
+        for c in tqdm(mine, desc=f"generate {stage}", leave=False, disable=not ctx.is_main):
             name = f"{c:06d}"
-            if name in done:
-                continue
-            samples = _generate_chunk(model, maps, chunk, s, cfg, depth, where, stage)
+            samples = _generate_chunk(model, maps, chunks[c], s, cfg, depth, where, stage)
             tmp = folder / f"{name}.tmp"
             write_cityscapes(samples, tmp, SPLIT, progress=False)
             os.replace(tmp, folder / name)
+        made = gather_object([len(mine)])  # returns once every process has finished its batches
+        if not ctx.is_main:
+            return
         metas = _assemble([folder / f"{c:06d}" for c in range(len(chunks))], ctx.out)
         table = metadata_table(metas)
         table.to_csv(ctx.out / TABLE, index=False)
         ctx.info.update({"maps": n_maps, "images": len(table), "per_map": cfg.gen_per_map, "settings": asdict(s)})
+        ctx.info.update({"resumed_batches": len(chunks) - sum(made), "batches_per_process": made})
 
     return run_dir.stage(stage_name(stage), params, build, inputs=[stage, MODEL_STAGE])
 
@@ -593,9 +601,12 @@ class _Depth:
         return np.stack([np.asarray(x.depth, np.float32) for x in samples])
 
 
-def _batch_folder(checkpoints: Path, inputs: dict[str, str]) -> Path:
-    """The folder of finished batches; batches made from other inputs (a re-made source or model) are discarded."""
+def _batch_folder(checkpoints: Path, inputs: dict[str, str], clean: bool = True) -> Path:
+    """The folder of finished batches; with ``clean``, batches made from other inputs (a re-made source or model)
+    and half-written ones are discarded (by one process: the others wait for it)."""
     folder = checkpoints / "batches"
+    if not clean:
+        return folder
     stamp = checkpoints / "inputs.json"
     if stamp.is_file() and json.loads(stamp.read_text()) != inputs:
         shutil.rmtree(folder, ignore_errors=True)

@@ -345,6 +345,8 @@ def filter_set(
     }
 
     def build(ctx):
+        if not ctx.is_main:  # one process writes the filtered set; the others wait for it at the end of the stage
+            return
         judge = load_judge(run_dir, cfg)
         dataset = run_dir.dataset(stage, SPLIT)
         rows, changed_tables = [], []
@@ -549,6 +551,8 @@ def search_settings(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
     }
 
     def build(ctx):
+        if not ctx.is_main:  # one process writes the settings table; the others wait for it at the end of the stage
+            return
         model = generation.load_model(run_dir, cfg)
         judge = load_judge(run_dir, cfg)
         maps = [generation.fit(m, model, cfg.gen_fit, "held-out maps") for m in held_out_maps(run_dir, cfg)]

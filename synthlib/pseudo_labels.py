@@ -84,6 +84,8 @@ def make(run_dir: RunDir, cfg: Profile, labeller: str | None = None, threshold: 
     params = {"labeller": labeller, "threshold": threshold, "window": window}
 
     def build(ctx):
+        if not ctx.is_main:  # one process writes the pseudo-labels; the others wait for it at the end of the stage
+            return
         model = seg.load_model(run_dir, stage) if stage else load(labeller)
         for split in ("train", "val"):
             confidence_dir = ctx.out / "confidence" / split

@@ -14,6 +14,17 @@ parameters and input stages are unchanged is skipped. A stage that re-runs
 gets a new fingerprint, so every stage that used it as an input re-runs when
 next asked. Long builds keep checkpoints in ``ctx.checkpoints``, which
 survives a crash and is removed when the stage completes.
+
+Under ``accelerate launch`` every process calls ``stage`` with the same
+arguments: the processes share one temporary folder (made by the main
+process), all of them run ``build`` (a training loop needs every process),
+and once all have finished the main process writes the manifest and swaps
+the folder in; no process returns before the stage exists. A build writes
+the files every process would write (weights after a training loop) on the
+main process only, ``if ctx.is_main:``. A build with no work to share (writing
+a dataset, an evaluation) may return at once on the other processes, as long
+as it makes no other stage itself (that stage would wait for them);
+``ctx.process_index`` and ``ctx.num_processes`` let a build share out work.
 """
 
 from __future__ import annotations
@@ -34,7 +45,10 @@ from datetime import UTC, datetime
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from accelerate import PartialState
 
 RUNS_ENV_VAR = "SYNTHLIB_RUNS_DIR"
 MANIFEST = "manifest.json"
@@ -55,8 +69,20 @@ class StageContext:
     out: Path
     checkpoints: Path
     run_dir: RunDir
-    #: Anything JSON-serialisable the build wants in the manifest (metrics, counts).
+    #: Anything JSON-serialisable the build wants in the manifest (metrics, counts); the main process's goes in.
     info: dict[str, Any] = field(default_factory=dict)
+    #: This process among those ``accelerate launch`` started (0 of 1 without a launcher).
+    process_index: int = 0
+    num_processes: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        """True on the one process that writes the files every process would write (always, without a launcher)."""
+        return self.process_index == 0
+
+    def wait_for_everyone(self) -> None:
+        """Wait until every process gets here (returns at once with one process)."""
+        processes().wait_for_everyone()
 
 
 def default_root() -> Path:
@@ -69,6 +95,20 @@ def default_root() -> Path:
         if pyproject.is_file() and 'name = "synthlib"' in pyproject.read_text(errors="ignore"):
             return folder / "runs"
     return here / "runs"
+
+
+def processes() -> PartialState:
+    """accelerate's ``PartialState``: this process among those ``accelerate launch`` started (alone without one).
+
+    Honours ``ACCELERATE_USE_CPU`` as ``Accelerator`` does, so that stages and the
+    training loops inside them agree on the processes whichever asks first. On CPUs
+    ``accelerate launch --cpu`` starts several processes only through mpirun;
+    ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu --num_processes N`` starts them with torchrun.
+    """
+    from accelerate import PartialState  # imported here: reading a run needs neither accelerate nor torch
+    from accelerate.utils import parse_flag_from_env
+
+    return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
 def open(name: str = "default", root: str | Path | None = None) -> RunDir:  # noqa: A001 - mirrors the DESIGN's `runs.open`
@@ -130,44 +170,53 @@ class RunDir:
         """Make stage ``name`` with ``build`` unless it is already current; return its path.
 
         ``params`` (a dict or dataclass, JSON-serialisable) and the manifests of the
-        ``inputs`` stages decide whether the stored stage is current.
+        ``inputs`` stages decide whether the stored stage is current. Under
+        ``accelerate launch`` every process calls it, and every process runs ``build``.
         """
         inputs = tuple(inputs)
         final = self.stage_path(name)
         canonical = _canonical(params, name)
         params_hash = hash_params(canonical)
         input_fps = self._input_fingerprints(name, inputs)
+        state = processes()
         if not force and self.is_current(name, canonical, inputs):
-            print(f"[synthlib] {name}: up to date, skipped ({final})")
+            if state.is_main_process:
+                print(f"[synthlib] {name}: up to date, skipped ({final})")
             return final
         checkpoints = self.path / ".work" / name / params_hash[:16]
         checkpoints.mkdir(parents=True, exist_ok=True)
-        tmp = self.path / ".tmp" / f"{name.replace('/', '__')}.{os.getpid()}.{uuid.uuid4().hex[:8]}"
-        tmp.mkdir(parents=True)
-        ctx = StageContext(name=name, params=canonical, out=tmp, checkpoints=checkpoints, run_dir=self)
+        tmp = self._new_tmp(name, state)
+        ctx = StageContext(
+            name=name, params=canonical, out=tmp, checkpoints=checkpoints, run_dir=self,
+            process_index=state.process_index, num_processes=state.num_processes,
+        )
         started, t0 = _now(), time.perf_counter()
         try:
             build(ctx)
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if state.is_main_process:
+                shutil.rmtree(tmp, ignore_errors=True)
             raise
-        manifest = {
-            "stage": name,
-            "params": canonical,
-            "params_hash": params_hash,
-            "inputs": input_fps,
-            "fingerprint": hashlib.sha256(f"{params_hash}{input_fps}{uuid.uuid4()}".encode()).hexdigest(),
-            "git": git_revision(),
-            "packages": package_versions(),
-            "started": started,
-            "finished": _now(),
-            "seconds": round(time.perf_counter() - t0, 3),
-            "info": _canonical(ctx.info, name),
-        }
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
-        self._swap_in(tmp, final)
-        shutil.rmtree(checkpoints.parent, ignore_errors=True)
-        print(f"[synthlib] {name}: done in {manifest['seconds']:.1f} s ({final})")
+        state.wait_for_everyone()  # every process has written its part
+        if state.is_main_process:
+            manifest = {
+                "stage": name,
+                "params": canonical,
+                "params_hash": params_hash,
+                "inputs": input_fps,
+                "fingerprint": hashlib.sha256(f"{params_hash}{input_fps}{uuid.uuid4()}".encode()).hexdigest(),
+                "git": git_revision(),
+                "packages": package_versions(),
+                "started": started,
+                "finished": _now(),
+                "seconds": round(time.perf_counter() - t0, 3),
+                "info": _canonical(ctx.info, name),
+            }
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
+            self._swap_in(tmp, final)
+            shutil.rmtree(checkpoints.parent, ignore_errors=True)
+            print(f"[synthlib] {name}: done in {manifest['seconds']:.1f} s ({final})")
+        state.wait_for_everyone()  # no process goes on before the stage exists
         return final
 
     def dataset(self, name: str, split: str, **options: Any):
@@ -188,6 +237,21 @@ class RunDir:
                 raise StageError(f"stage {name!r} needs stage {dep!r}, which run {self.name!r} has not completed")
             out[dep] = manifest["fingerprint"]
         return out
+
+    def _new_tmp(self, name: str, state: PartialState) -> Path:
+        """A new temporary folder for stage ``name``: one for all processes, made by the main one.
+
+        Its name holds the main process's pid, so ``_clean_stale`` removes it only once that process is gone.
+        """
+        from accelerate.utils import broadcast_object_list
+
+        folder = [f"{name.replace('/', '__')}.{os.getpid()}.{uuid.uuid4().hex[:8]}"]
+        broadcast_object_list(folder)  # every process takes the main process's name (a no-op when alone)
+        tmp = self.path / ".tmp" / folder[0]
+        if state.is_main_process:
+            tmp.mkdir(parents=True)
+        state.wait_for_everyone()
+        return tmp
 
     def _swap_in(self, tmp: Path, final: Path) -> None:
         # Two renames: the old stage goes to .trash, the new one takes its place. A

@@ -23,20 +23,25 @@ def _notebook(path, *sources):
     nbformat.write(nb, path)
 
 
-def test_reproduce_smoke_runs_the_project_notebooks(monkeypatch, capsys):
+def test_reproduce_smoke_runs_the_project_notebooks(monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("SYNTHLIB_PROFILE", "smoke")  # restored afterwards; reproduce sets both
     monkeypatch.setenv(runs.RUNS_ENV_VAR, os.environ[runs.RUNS_ENV_VAR])
     # The session's runs folder and the profile's run name: the nbval runs of the same
     # notebooks later in this session then find these stages cached.
     run_dir = runs.open("smoke")
-    assert cli.main(["reproduce", "--profile", "smoke"]) == 0
+    results = tmp_path / "results"
+    assert cli.main(["reproduce", "--profile", "smoke", "--results", str(results)]) == 0
     executed = sorted(p.name for p in (run_dir.path / "notebooks").glob("*.ipynb"))
     assert executed == sorted(p.name for p in cli.select_notebooks(cli.default_notebooks_dir(), None))
     assert "data/real" in run_dir.stages()
     first = json.loads((run_dir.path / "notebooks" / executed[0]).read_text())
     assert any(c.get("outputs") for c in first["cells"] if c["cell_type"] == "code")
+    # 07's tables and figures are published; the table names its run and profile
+    published = {p.name for p in results.iterdir()}
+    assert {"paper_miou.md", "paper_miou.csv", "paper_per_class.csv", "paper_figure1.png"} <= published
+    assert "run `smoke` · profile `smoke`" in (results / "paper_miou.md").read_text()
     # a second call resumes from the cached stages
-    assert cli.main(["reproduce", "--profile", "smoke", "--only", "00"]) == 0
+    assert cli.main(["reproduce", "--profile", "smoke", "--only", "00", "--results", str(results)]) == 0
     rerun = (run_dir.path / "notebooks" / "00_data.ipynb").read_text()  # the kernel printed it there
     assert "data/real: up to date, skipped" in rerun
 
@@ -55,6 +60,11 @@ def test_reproduce_reports_the_failing_notebook_and_cell(tmp_path, isolated_env,
     out_dir = tmp_path / "f" / "notebooks"
     assert (out_dir / "00_ok.ipynb").exists() and (out_dir / "01_bad.ipynb").exists()
     assert not (out_dir / "02_never.ipynb").exists()
+
+
+def test_results_go_to_results_for_default_and_a_subfolder_for_other_profiles():
+    assert cli.default_results_dir("default") == cli.default_notebooks_dir().parent / "results"
+    assert cli.default_results_dir("smoke") == cli.default_notebooks_dir().parent / "results" / "smoke"
 
 
 def test_only_selects_notebooks_and_rejects_unknown_numbers(tmp_path):

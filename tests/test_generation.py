@@ -1,10 +1,12 @@
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from synthlib import diffusion, generation, profiles, runs
 from synthlib.datasets import DatasetError, Sample, write_cityscapes
 from synthlib.labels import CLASS_NAMES, IGNORE
+from tests.test_runs import accelerate_launch
 
 ROAD, SKY, PERSON, CAR, TRAIN = 0, 10, 11, 13, 16
 
@@ -106,6 +108,56 @@ def test_an_interrupted_generation_resumes_without_redoing_or_duplicating(tmp_pa
     assert sorted(resumed) == sorted(full) and len(resumed) == 10
     assert all(np.array_equal(resumed[k].image, full[k].image) for k in full)
     assert generation.table(run_dir, "toy")["id"].is_unique
+
+
+_GENERATE = """
+import sys
+from synthlib import generation, profiles, runs
+
+generation.ensure_model = lambda run_dir, cfg: run_dir.stage_path(generation.MODEL_STAGE)  # the test's untrained model
+cfg = profiles.load("smoke", gen_sources=["toy"], gen_per_map=2, gen_batch=3, gen_steps=2, gen_max_maps=0)
+generation.generate_set(runs.open(sys.argv[2], sys.argv[1]), cfg, "toy")
+"""
+
+
+def test_accelerate_launch_shares_the_batches_out_and_makes_the_one_process_files(tmp_path, model_folder, monkeypatch):
+    maps = toy_maps(5)  # 10 images in batches of 3: 4 batches
+    one = make_run(tmp_path, model_folder, monkeypatch, maps, "one")
+    two = make_run(tmp_path, model_folder, monkeypatch, maps, "two")
+    real, calls = generation.sample_images, []
+
+    def crash_in_second_batch(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("simulated interruption in the second batch")
+        return real(*args, **kwargs)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the launched processes: the same floating-point sums
+    try:
+        generation.generate_set(one, smoke(), "toy")
+        monkeypatch.setattr(generation, "sample_images", crash_in_second_batch)
+        with pytest.raises(KeyboardInterrupt):
+            generation.generate_set(two, smoke(), "toy")  # leaves batch 0 finished
+    finally:
+        torch.set_num_threads(threads)
+    script = tmp_path / "generate.py"
+    script.write_text(_GENERATE)
+    accelerate_launch(script, tmp_path, "two")  # resumes "two" in two processes
+    info = two.manifest("generated/toy")["info"]
+    assert info["resumed_batches"] == 1
+    assert info["batches_per_process"] == [1, 2]  # process 0: batch 2 (0 was done); process 1: batches 1 and 3
+    assert one.manifest("generated/toy")["info"]["batches_per_process"] == [4]
+
+    def files(run_dir):
+        root = run_dir.stage_path("generated/toy")
+        return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file() and p.name != "manifest.json"}
+
+    made, reference = files(two), files(one)
+    assert sorted(made) == sorted(reference)
+    assert [name for name in made if made[name] != reference[name]] == []  # byte for byte: images, labels, meta, table
+    assert sum(name.endswith("_leftImg8bit.png") for name in made) == 10
+    assert sorted(images_of(two, "generated/toy")) == [f"toy_{i:03d}_gen{k}" for i in range(5) for k in range(2)]
 
 
 def test_bad_maps_and_empty_sets_are_clear_errors(tmp_path, model_folder, monkeypatch):

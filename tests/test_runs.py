@@ -172,3 +172,58 @@ def test_sigkill_mid_stage_leaves_nothing_visible_and_reruns_cleanly(tmp_path):
 def test_default_root_follows_env_var(tmp_path, monkeypatch):
     monkeypatch.setenv(runs.RUNS_ENV_VAR, str(tmp_path / "elsewhere"))
     assert runs.open("x").path == tmp_path / "elsewhere" / "x"
+
+
+def accelerate_launch(script, *args, processes: int = 2) -> subprocess.CompletedProcess:
+    """Run ``script`` in ``processes`` CPU processes with ``accelerate launch``; fails the test when it fails.
+
+    ``accelerate launch --cpu --num_processes 2`` starts a single process (accelerate starts several CPU
+    processes only through mpirun), so torchrun starts them (``--multi_gpu``) and ``ACCELERATE_USE_CPU``
+    makes them one gloo process group on the CPU.
+    """
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(processes),
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", "0",
+        str(script), *map(str, args),
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "ACCELERATE_USE_CPU": "1"}
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, f"accelerate launch failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+_SHARED_STAGE = """
+import sys
+from pathlib import Path
+from synthlib import runs
+
+run, calls = runs.open("r", sys.argv[1]), Path(sys.argv[2])
+
+def build(ctx):
+    with open(calls / str(ctx.process_index), "a") as f:
+        f.write(f"{ctx.out} {ctx.num_processes} {ctx.is_main}\\n")
+    (ctx.out / f"part-{ctx.process_index}").write_text("written by every process")
+    if ctx.is_main:
+        (ctx.out / "shared.txt").write_text("written once")
+        ctx.info["writer"] = ctx.process_index
+
+for _ in range(2):  # the second time the stage is up to date on every process
+    run.stage("data/shared", {"v": 1}, build)
+    assert run.manifest("data/shared") is not None  # no process returns before the stage exists
+"""
+
+
+def test_a_stage_under_accelerate_launch_is_built_by_every_process_into_one_folder(tmp_path):
+    script, calls = tmp_path / "stage.py", tmp_path / "calls"
+    script.write_text(_SHARED_STAGE)
+    calls.mkdir()
+    result = accelerate_launch(script, tmp_path, calls)
+    seen = {f.name: f.read_text().splitlines() for f in calls.iterdir()}
+    assert sorted(seen) == ["0", "1"] and all(len(lines) == 1 for lines in seen.values())  # once per process
+    (out0, n0, main0), (out1, n1, main1) = seen["0"][0].split(), seen["1"][0].split()
+    assert out0 == out1 and n0 == n1 == "2" and (main0, main1) == ("True", "False")  # one temporary folder
+    path = tmp_path / "r" / "data" / "shared"
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "part-0", "part-1", "shared.txt"]
+    assert json.loads((path / "manifest.json").read_text())["info"] == {"writer": 0}
+    assert not any((tmp_path / "r" / ".tmp").iterdir()) and not (tmp_path / "r" / ".work" / "data" / "shared").exists()
+    assert result.stdout.count("data/shared: done") == 1 and result.stdout.count("data/shared: up to date") == 1

@@ -55,6 +55,8 @@ def pretrain(run_dir: RunDir, cfg: Profile) -> Path | None:
         prompts = [prompt_of(name) for name in cfg.sources]
         parts = [(run_dir.dataset(stage, "train"), i) for i, stage in enumerate(sources)]
         history = train(model, Examples(parts, model.resolution, s), prompts, s, ctx.checkpoints, desc="pretrain diffusion")
+        if not ctx.is_main:  # every process holds the same trained weights: one saves them
+            return
         model.prompt = prompts[0]
         save(model, ctx.out / "model")
         (ctx.out / "history.json").write_text(json.dumps(history))

@@ -66,6 +66,8 @@ def train_stage1(run_dir: RunDir, cfg: Profile) -> Path:
         evaluate = (lambda m: {"appearance": appearance(sample(m))}) if appearance else None
         images = Examples([(run_dir.dataset(target, "train"), 0)], model.resolution, s)
         history = train(model, images, [cfg.diff_prompt], s, ctx.checkpoints, evaluate=evaluate, desc="stage 1")
+        if not ctx.is_main:  # every process holds the same trained weights: one saves them
+            return
         after = sample(model)
 
         save(model, ctx.out / "model", link_from=base / "model" if base else None)

@@ -64,11 +64,13 @@ def train_stage2(run_dir: RunDir, cfg: Profile, stage: str = STAGE) -> Path:
         ctx.info["unknown_share"] = unknown_share(np.stack([pairs[i].label for i in range(min(len(pairs), 64))]), s.erosion)
         examples = Examples([(pairs, 0)], model.resolution, s, {"size": model.condition_size, "depth": depth})
         examples[(0, 0)]  # checks the first pair (sizes, depth) before anything else
-        evaluation = _Faithfulness(run_dir, cfg) if judge else None
+        evaluation = _Faithfulness(run_dir, cfg) if judge and ctx.is_main else None
         if evaluation:
             ctx.info["faithfulness_reference"] = evaluation.reference()
             ctx.info["faithfulness_untrained"], untrained = evaluation(model)
         history = train(model, examples, [model.prompt], s, ctx.checkpoints, desc=f"stage 2 ({cfg.diff_branch})")
+        if not ctx.is_main:  # every process holds the same trained weights: one saves them
+            return
         model.info["stage2"] = {"erosion": s.erosion, "p_uncond": s.p_uncond, "image_size": list(sample.image.shape[:2])}
         save(model, ctx.out / "model", link_from=stage1 / "model")
         (ctx.out / "history.json").write_text(json.dumps(history))

@@ -79,6 +79,8 @@ def fit(run_dir: RunDir, cfg: Profile, train_set: str, method: str = "supervised
         model = build(cfg.seg_model, seed=cfg.seed)
         unlabelled = Unlabelled(run_dir.dataset(target, "train")) if target else None
         history = train(model, run_dir.dataset(train_set, "train"), s, target=unlabelled, checkpoints=ctx.checkpoints)
+        if not ctx.is_main:  # every process holds the same trained weights: one saves them
+            return
         save(model, ctx.out / "model")
         (ctx.out / "history.json").write_text(json.dumps(history))
         ctx.info["final_losses"] = {k: float(np.mean(v[-20:])) for k, v in history.items() if k != "step_seconds"}
@@ -102,6 +104,8 @@ def evaluate(run_dir: RunDir, cfg: Profile, stage: str, eval_sets: list[str]) ->
     params = {"eval_sets": list(eval_sets), "window": window}
 
     def build_stage(ctx):
+        if not ctx.is_main:  # one process writes the evaluation; the others wait for it at the end of the stage
+            return
         model = load_model(run_dir, stage)
         rows = [
             evaluate_model(model, run_dir.dataset(name, split), window=window, desc=f"eval {name}:{split}").row(f"{name}:{split}")

@@ -134,6 +134,8 @@ def train_guide(run_dir: RunDir, cfg: Profile, source: str, k: int) -> Path:
         model = seg.load_model(run_dir, base)
         labelled = _Subset(run_dir.dataset(target, "train"), indices)
         history = train_segmenter(model, labelled, settings, checkpoints=ctx.checkpoints)
+        if not ctx.is_main:  # every process holds the same trained weights: one saves them
+            return
         save_segmenter(model, ctx.out / "model")
         (ctx.out / "history.json").write_text(json.dumps(history))
         ctx.info["labelled_ids"] = [labelled[i].id for i in range(len(labelled))]
@@ -166,6 +168,8 @@ def train_cyclegan(run_dir: RunDir, cfg: Profile, source: str, k: int) -> Path:
         # The target's labels stay hidden (all ignore) except those of the K images guidance is allowed.
         unlabelled = seg.Unlabelled(run_dir.dataset(target, "train"))
         history = cyclegan.train(model, run_dir.dataset(f"data/{source}", "train"), unlabelled, settings, guidance, ctx.checkpoints)
+        if not ctx.is_main:  # every process holds the same trained weights: one saves them
+            return
         model.save(ctx.out)
         (ctx.out / "history.json").write_text(json.dumps(history))
         tail = max(len(history["step_seconds"]) // 10, 1)
@@ -229,6 +233,8 @@ def write_set(run_dir: RunDir, cfg: Profile, method: str, source: str) -> Path:
     inputs, params = _method_inputs(run_dir, cfg, method, source)
 
     def build(ctx):
+        if not ctx.is_main:  # one process writes the translated set; the others wait for it at the end of the stage
+            return
         translated = Translated(run_dir.dataset(f"data/{source}", "train"), translator(run_dir, cfg, method, source, TO_TARGET))
         write_cityscapes(translated, ctx.out, "train")
         ctx.info["train_images"] = len(translated)
@@ -432,6 +438,8 @@ def _evaluation(run_dir: RunDir, cfg: Profile, stage: str, model: str, make: Cal
     window = tuple(cfg.seg_eval_window) or None
 
     def build(ctx):
+        if not ctx.is_main:  # one process writes the evaluation; the others wait for it at the end of the stage
+            return
         cm = evaluate_model(seg.load_model(run_dir, model), make(), window=window, desc=f"eval {stage}")
         cm.row(stage).to_csv(ctx.out / "iou.csv")
 
