@@ -50,6 +50,7 @@ from synthlib.diffusion.sampling import generate as sample_images
 from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, THING_TRAIN_IDS, LabelError, check_train_ids, colorize
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
+from synthlib.viz import image_grid
 
 PREFIX = "generated"
 SPLIT = "train"
@@ -309,18 +310,7 @@ def grid(run_dir: RunDir, stages: str | Sequence[str], n: int = 3, cell_inches: 
             images = [generated[position[i]].image for i in made[made["map_index"] == m].sort_values("sample")["id"]]
             rows.append((f"{stage}\n{original.id[-12:]}", [original.image, colorize(original.label), *images]))
     columns = max(len(panels) for _, panels in rows)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(cell_inches * 2 * columns, cell_inches * len(rows) + 0.3), squeeze=False)
-    for r, (name, panels) in enumerate(rows):
-        for c, ax in enumerate(axes[r]):
-            if c < len(panels):
-                ax.imshow(panels[c], interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
-        axes[r, 0].set_ylabel(name, fontsize=7)
-    for c, title in enumerate(["source image", "map"] + [f"generated {k}" for k in range(columns - 2)]):
-        axes[0, c].set_title(title, fontsize=8)
-    fig.tight_layout()
-    return fig
+    return image_grid(rows, ["source image", "map"] + [f"generated {k}" for k in range(columns - 2)], cell_inches)
 
 
 # --- composing maps from shapes ---------------------------------------------------------------------
@@ -440,19 +430,8 @@ def edge_case_figure(model: DiffusionModel, cfg: Profile, seeds: Sequence[int] =
     cases = edge_cases(cfg.height, cfg.width)
     samples = [x for x in cases.values() for _ in seeds]
     images = generate_from(model, cfg, samples, [s for _ in cases for s in seeds], settings_)
-    columns = 1 + len(seeds)
-    fig, axes = plt.subplots(len(cases), columns, figsize=(cell_inches * 2 * columns, cell_inches * len(cases) + 0.3), squeeze=False)
-    for r, (name, sample) in enumerate(cases.items()):
-        panels = [colorize(sample.label)] + [images[r * len(seeds) + j] for j in range(len(seeds))]
-        for c, panel in enumerate(panels):
-            axes[r, c].imshow(panel, interpolation="nearest")
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-            if r == 0:
-                axes[r, c].set_title("map" if c == 0 else f"seed {seeds[c - 1]}", fontsize=8)
-        axes[r, 0].set_ylabel(name, fontsize=7, rotation=0, ha="right", va="center")
-    fig.tight_layout()
-    return fig
+    rows = [(name, [colorize(x.label), *images[r * len(seeds) : (r + 1) * len(seeds)]]) for r, (name, x) in enumerate(cases.items())]
+    return image_grid(rows, ["map"] + [f"seed {s}" for s in seeds], cell_inches)
 
 
 class Painter:

@@ -41,6 +41,7 @@ from synthlib.datasets import DatasetError, Sample, write_cityscapes
 from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, colorize
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
+from synthlib.viz import image_grid
 
 #: What happens to an object the judge sees as another class: take that class, become ignore, or nothing.
 RECTIFY_MODES = ("relabel", "ignore", "off")
@@ -471,18 +472,7 @@ def rectification_figure(run_dir: RunDir, cfg: Profile, sources: str | Sequence[
             rows.append((label, [b.image, colorize(b.label), colorize(p), colorize(a.label)]))
     if not rows:
         raise MCOCError(f"the filtered sets of {sources} kept no image to show")
-    titles = ("generated image", "map (before)", "judge", "rectified (after)")
-    fig, axes = plt.subplots(len(rows), 4, figsize=(cell_inches * 2 * 4, cell_inches * len(rows) + 0.3), squeeze=False)
-    for r, (label, panels) in enumerate(rows):
-        for c, panel in enumerate(panels):
-            axes[r, c].imshow(panel, interpolation="nearest")
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-            if r == 0:
-                axes[r, c].set_title(titles[c], fontsize=8)
-        axes[r, 0].set_ylabel(label, fontsize=7)
-    fig.tight_layout()
-    return fig
+    return image_grid(rows, ("generated image", "map (before)", "judge", "rectified (after)"), cell_inches)
 
 
 def change_table(run_dir: RunDir, sources: Sequence[str]) -> pd.DataFrame:

@@ -19,10 +19,11 @@ from synthlib import mcoc, report
 from synthlib.generation import PREFIX as GENERATED
 from synthlib.labels import CLASS_NAMES, colorize
 from synthlib.profiles import Profile
-from synthlib.runs import MANIFEST, RunDir
+from synthlib.runs import RunDir
 from synthlib.segmenters import fit as seg
 from synthlib.segmenters import predict
 from synthlib.translation import display_name as i2i_name
+from synthlib.viz import image_grid
 
 SOURCE_ONLY = "source only"
 ORACLE = "oracle (target labels)"
@@ -45,7 +46,7 @@ def evaluations(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
     """
     target_val = f"data/{cfg.target}:val"
     rows = []
-    for stage in _completed(run_dir, "eval/models/*/*/*", "i2i/test_time/*"):
+    for stage in run_dir.stages("eval/models/*/*/*") + run_dir.stages("i2i/test_time/*"):
         if stage.startswith("eval/models/"):
             model = stage.removeprefix("eval/")
             key = _classify_model(model, cfg)
@@ -191,22 +192,7 @@ def figure1(run_dir: RunDir, cfg: Profile, evals: pd.DataFrame, index: int = 0) 
         rows.append((source, panels))
     if not rows:
         raise TablesError(f"run {run_dir.name!r} has no generated sets with evaluated source styles: run 04 and 06 first")
-    columns = max(len(p) for _, p in rows)
-    fig, axes = plt.subplots(len(rows), columns, figsize=(2.2 * columns, 1.3 * len(rows) + 0.4), squeeze=False)
-    for r, (source, panels) in enumerate(rows):
-        for c, ax in enumerate(axes[r]):
-            ax.set_axis_off()
-            if c < len(panels):
-                title, image = panels[c]
-                if image is not None:
-                    ax.imshow(image, interpolation="nearest")
-                ax.set_title(title, fontsize=7)
-        axes[r, 0].set_axis_on()
-        axes[r, 0].set_xticks([])
-        axes[r, 0].set_yticks([])
-        axes[r, 0].set_ylabel(source, fontsize=8)
-    fig.tight_layout()
-    return fig
+    return image_grid(rows, cell_inches=1.3)
 
 
 def write_all(run_dir: RunDir, cfg: Profile) -> dict[str, pd.DataFrame | plt.Figure]:
@@ -238,12 +224,6 @@ def write_all(run_dir: RunDir, cfg: Profile) -> dict[str, pd.DataFrame | plt.Fig
         plt.close(fig)  # shown where the caller displays it, not all at once
         out[name] = fig
     return out
-
-
-def _completed(run_dir: RunDir, *patterns: str) -> list[str]:
-    """Completed stages matching ``patterns`` (deeper than ``RunDir.stages`` looks), sorted."""
-    found = {m.parent.relative_to(run_dir.path).as_posix() for p in patterns for m in run_dir.path.glob(f"{p}/{MANIFEST}")}
-    return sorted(found)
 
 
 def _classify_model(model: str, cfg: Profile) -> tuple[str, str] | None:

@@ -14,18 +14,20 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from PIL import Image
 
 from synthlib.datasets import Dataset, Sample, write_cityscapes
-from synthlib.labels import IGNORE
+from synthlib.labels import IGNORE, colorize
 from synthlib.metrics import ConfusionMatrix
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
 from synthlib.segmenters import fit as seg
 from synthlib.segmenters import predict
 from synthlib.segmenters.model import load
+from synthlib.viz import image_grid
 
 STAGE = "pseudo_labels"
 
@@ -99,25 +101,15 @@ def make(run_dir: RunDir, cfg: Profile, labeller: str | None = None, threshold: 
 
 def grid(run_dir: RunDir, cfg: Profile, n: int = 4, split: str = "train"):
     """Image | pseudo-label | confidence | ground truth (where the target has labels), one row per image."""
-    import matplotlib.pyplot as plt
-
-    from synthlib.labels import colorize
-
     pseudo = run_dir.dataset(STAGE, split)
     truth = run_dir.dataset(f"data/{cfg.target}", split)
     n = min(n, len(pseudo))
-    aspect = pseudo[0].image.shape[1] / pseudo[0].image.shape[0]
-    fig, axes = plt.subplots(n, 4, figsize=(2 * aspect * 4, 2 * n), squeeze=False)
+    rows = []
     for r in range(n):
         s, t = pseudo[r], truth[r]
-        panels = [s.image, colorize(s.label), confidence(run_dir, split, s.id), colorize(t.label)]
-        for c, (title, panel) in enumerate(zip(("image", "pseudo-label", "confidence", "ground truth"), panels, strict=True)):
-            axes[r, c].imshow(panel, cmap="viridis" if c == 2 else None, vmin=0, vmax=1 if c == 2 else None, interpolation="nearest")
-            axes[r, c].set_axis_off()
-            if r == 0:
-                axes[r, c].set_title(title, fontsize=9)
-    fig.tight_layout()
-    return fig
+        shown = (plt.cm.viridis(confidence(run_dir, split, s.id))[..., :3] * 255).astype(np.uint8)  # max softmax in [0, 1]
+        rows.append(("", [s.image, colorize(s.label), shown, colorize(t.label)]))
+    return image_grid(rows, ("image", "pseudo-label", "confidence", "ground truth"), cell_inches=2)
 
 
 def confidence(run_dir: RunDir, split: str, sample_id: str) -> np.ndarray:

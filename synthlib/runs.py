@@ -143,10 +143,14 @@ class RunDir:
         file = self.stage_path(name) / MANIFEST
         return json.loads(file.read_text()) if file.is_file() else None
 
-    def stages(self) -> list[str]:
-        """Names of the completed stages."""
+    def stages(self, pattern: str | None = None) -> list[str]:
+        """Names of the completed stages: up to three folders deep, or those matching the glob ``pattern``.
+
+        ``pattern`` reaches deeper stages, e.g. ``"eval/models/*/*/*"`` for every model evaluation.
+        """
         # Stage names are a few folders deep; rglob would walk every dataset file.
-        files = [f for depth in range(1, 4) for f in self.path.glob("/".join(["*"] * depth) + "/" + MANIFEST)]
+        patterns = [pattern] if pattern else ["/".join(["*"] * depth) for depth in range(1, 4)]
+        files = [f for p in patterns for f in self.path.glob(f"{p}/{MANIFEST}")]
         found = [f.parent.relative_to(self.path).as_posix() for f in files]
         return sorted(n for n in found if not n.startswith("."))
 

@@ -18,6 +18,7 @@ from synthlib.profiles import Profile
 from synthlib.runs import RunDir
 from synthlib.segmenters import fit as seg
 from synthlib.segmenters import predict
+from synthlib.viz import image_grid
 
 #: Folders where later stages write training sets that 06 picks up by name.
 SET_FOLDERS = ("generated", "translated")
@@ -94,12 +95,5 @@ def prediction_grid(run_dir: RunDir, cfg: Profile, models: dict[str, str], n: in
     for name, stage in models.items():
         pred, _ = predict(seg.load_model(run_dir, stage), images)
         columns.append((name, [colorize(p) for p in pred]))
-    aspect = images.shape[2] / images.shape[1]
-    fig, axes = plt.subplots(len(samples), len(columns), figsize=(1.9 * aspect * len(columns), 1.9 * len(samples)), squeeze=False)
-    for c, (title, panels) in enumerate(columns):
-        for r in range(len(samples)):
-            axes[r, c].imshow(panels[r], interpolation="nearest")
-            axes[r, c].set_axis_off()
-        axes[0, c].set_title(title, fontsize=8)
-    fig.tight_layout()
-    return fig
+    rows = [("", [panels[r] for _, panels in columns]) for r in range(len(samples))]
+    return image_grid(rows, [title for title, _ in columns], cell_inches=1.9)

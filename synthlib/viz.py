@@ -65,6 +65,39 @@ def sample_grid(
     return fig
 
 
+#: A grid panel: an image (RGB, or a map already coloured), a (title, image) pair, or None (left empty).
+Panel = np.ndarray | tuple[str, np.ndarray | None] | None
+
+
+def image_grid(rows: Sequence[tuple[str, Sequence[Panel]]], columns: Sequence[str] = (), cell_inches: float = 1.6) -> plt.Figure:
+    """One row per ``(row label, panels)``; ``columns`` titles the first row, a (title, image) panel titles itself.
+
+    The figures of every stage (predictions, translations, generations, rectification) are this grid.
+    """
+    if not rows:
+        raise ValueError("image_grid: no rows to show")
+    width = max(len(panels) for _, panels in rows)
+    shown = [p[1] if isinstance(p, tuple) else p for _, panels in rows for p in panels]
+    first = next((x for x in shown if x is not None), None)
+    aspect = first.shape[1] / first.shape[0] if first is not None else 2.0
+    fig, axes = plt.subplots(len(rows), width, figsize=(cell_inches * aspect * width, cell_inches * len(rows) + 0.3), squeeze=False)
+    for r, (label, panels) in enumerate(rows):
+        for c, ax in enumerate(axes[r]):
+            title, image = panels[c] if c < len(panels) and isinstance(panels[c], tuple) else ("", panels[c] if c < len(panels) else None)
+            if image is not None:
+                ax.imshow(image, interpolation="nearest")
+            title = title or (columns[c] if r == 0 and c < len(columns) else "")
+            if title:
+                ax.set_title(title, fontsize=8)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(image is not None)
+        axes[r, 0].set_ylabel(label, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
 def class_frequency_plot(table: pd.DataFrame, measure: str = "pixels %", log: bool = True) -> plt.Figure:
     """Grouped bars of ``data.class_frequencies``: classes on x, one bar per dataset."""
     values = table.xs(measure, axis=1, level="measure")

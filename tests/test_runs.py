@@ -41,6 +41,10 @@ def test_stage_writes_manifest_and_skips_when_unchanged(tmp_path, capsys):
     assert len(calls) == 2 and run.manifest("data/a")["params"] == {"n": 4}
     assert run.stages() == ["data/a"]
     assert not any((tmp_path / "r" / ".tmp").iterdir())
+    # deeper stages are found by a pattern only
+    run.stage("eval/models/supervised/data/a", {}, build)
+    assert run.stages() == ["data/a"]
+    assert run.stages("eval/models/*/*/*") == ["eval/models/supervised/data/a"]
 
 
 def test_dataclass_params_and_info_go_in_the_manifest(tmp_path):

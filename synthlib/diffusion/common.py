@@ -11,6 +11,7 @@ from synthlib.diffusion.train import DiffusionSettings
 from synthlib.labels import colorize
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
+from synthlib.viz import image_grid
 
 STAGES = ("pretrain", "stage1", "stage2")
 
@@ -63,17 +64,7 @@ def sample_grid(rows: Mapping[str, np.ndarray], n: int = 6, cell_inches: float =
     """A grid of image sets: one row per named set (uint8 NxHxWx3, or NxHxW label maps, shown coloured)."""
     rows = {name: (colorize(x) if x.ndim == 3 else x) for name, x in rows.items()}
     n = min(n, *(len(x) for x in rows.values()))
-    first = next(iter(rows.values()))
-    aspect = first.shape[2] / first.shape[1]
-    fig, axes = plt.subplots(len(rows), n, figsize=(cell_inches * aspect * n, cell_inches * len(rows) + 0.3), squeeze=False)
-    for r, (name, images) in enumerate(rows.items()):
-        for c in range(n):
-            axes[r, c].imshow(images[c], interpolation="nearest")
-            axes[r, c].set_xticks([])
-            axes[r, c].set_yticks([])
-        axes[r, 0].set_ylabel(name, fontsize=8)
-    fig.tight_layout()
-    return fig
+    return image_grid([(name, list(images[:n])) for name, images in rows.items()], cell_inches=cell_inches)
 
 
 def curve(history: Mapping, key: str, title: str) -> plt.Figure:

@@ -41,6 +41,7 @@ from synthlib.segmenters.model import load as load_segmenter
 from synthlib.segmenters.model import save as save_segmenter
 from synthlib.segmenters.train import train as train_segmenter
 from synthlib.translation import cyclegan, fourier
+from synthlib.viz import image_grid
 
 #: The directions, as the tables name them.
 TO_TARGET, TO_SOURCE = "to_target", "to_source"
@@ -350,15 +351,8 @@ def grid(run_dir: RunDir, cfg: Profile, source: str | None = None, n: int = 4, d
     images = np.stack([inputs[i].image for i in indices])
     columns = [(source if direction == TO_TARGET else cfg.target, images)]
     columns += [(display_name(m), translator(run_dir, cfg, m, source, direction)(images, indices)) for m in methods(cfg)]
-    aspect = images.shape[2] / images.shape[1]
-    fig, axes = plt.subplots(len(indices), len(columns), figsize=(1.9 * aspect * len(columns), 1.9 * len(indices)), squeeze=False)
-    for c, (title, panels) in enumerate(columns):
-        for r in range(len(indices)):
-            axes[r, c].imshow(panels[r], interpolation="nearest")
-            axes[r, c].set_axis_off()
-        axes[0, c].set_title(title.replace(" (", "\n("), fontsize=8)
-    fig.tight_layout()
-    return fig
+    rows = [("", [panels[r] for _, panels in columns]) for r in range(len(indices))]
+    return image_grid(rows, [title.replace(" (", "\n(") for title, _ in columns], cell_inches=1.9)
 
 
 class Translated(Dataset):
