@@ -38,10 +38,11 @@ VARIANTS: dict[str, dict] = {
     "depth": {"diff_depth": True},
     "puncond0": {"diff_p_uncond": 0.0},
     "res64": {"diff_resolution": [64, 128]},
+    "patch2": {"diff_resolution": [64, 128], "diff_patch": 2},
     "eps": {"diff_prediction": "epsilon"},
     "nopretrain": {"diff_pretrain_steps": 0},
 }
-_UPSTREAM = ("diff_model", "diff_resolution", "diff_prediction", "diff_pretrain_steps", "diff_stage1_steps", "diff_lr", "diff_batch")
+_UPSTREAM = ("diff_model", "diff_resolution", "diff_patch", "diff_prediction", "diff_pretrain_steps", "diff_stage1_steps", "diff_lr", "diff_batch")
 
 
 def main() -> None:

@@ -50,7 +50,7 @@ def main() -> None:
     cfg = profiles.load(args.profile, diff_resolution=args.resolution)
     resolution = tuple(cfg.diff_resolution)
     data = _Random(64, cfg.height, cfg.width)
-    base = diffusion.build(cfg.diff_model, resolution, cfg.diff_prompt, cfg.diff_prediction, seed=cfg.seed)
+    base = diffusion.build(cfg.diff_model, resolution, cfg.diff_prompt, cfg.diff_prediction, seed=cfg.seed, patch=cfg.diff_patch)
     params = sum(p.numel() for p in base.unet.parameters()) / 1e6
     print(f"profile {cfg.name}: {cfg.diff_model} ({params:.2f} M UNet parameters, {base.space} space) at {resolution}, "
           f"batch {cfg.diff_batch}, {args.threads} threads")

@@ -39,7 +39,7 @@ def main() -> None:
     if args.run:
         model = diffusion.load(runs.open(args.run).stage_path(generation.MODEL_STAGE) / "model")
     else:
-        base = diffusion.build(cfg.diff_model, cfg.diff_resolution, cfg.diff_prompt, cfg.diff_prediction, cfg.seed)
+        base = diffusion.build(cfg.diff_model, cfg.diff_resolution, cfg.diff_prompt, cfg.diff_prediction, cfg.seed, patch=cfg.diff_patch)
         model = diffusion.add_branch(base, cfg.diff_branch, cfg.diff_depth)
     maps = generate_many(cfg.seed, "game", range(args.n), cfg.height, cfg.width, split="val", workers=2)
     seeds = list(range(args.n))

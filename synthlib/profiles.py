@@ -67,6 +67,7 @@ class Profile:
     # hub id (latent space, loaded; no pretraining stage).
     diff_model: str = "tiny"
     diff_resolution: tuple[int, ...] = (32, 64)  # (h, w) generated; images are resized to the maps' size
+    diff_patch: int = 1  # built models: p x p pixel cells folded into channels, the UNet runs at resolution / p
     diff_prediction: str = "v_prediction"  # built models only; a loaded model keeps its scheduler's
     diff_prompt: str = "a photo of a city street"  # the target domain prompt
     diff_batch: int = 8

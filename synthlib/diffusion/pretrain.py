@@ -45,13 +45,14 @@ def pretrain(run_dir: RunDir, cfg: Profile) -> Path | None:
         "model": cfg.diff_model,
         "config": CONFIGS[cfg.diff_model],
         "resolution": list(cfg.diff_resolution),
+        "patch": cfg.diff_patch,
         "prediction": cfg.diff_prediction,
         "sources": sources,
         "settings": settings_dict(s),
     }
 
     def build_stage(ctx):
-        model = build(cfg.diff_model, cfg.diff_resolution, "", cfg.diff_prediction, seed=cfg.seed)
+        model = build(cfg.diff_model, cfg.diff_resolution, "", cfg.diff_prediction, seed=cfg.seed, patch=cfg.diff_patch)
         prompts = [prompt_of(name) for name in cfg.sources]
         parts = [(run_dir.dataset(stage, "train"), i) for i, stage in enumerate(sources)]
         history = train(model, Examples(parts, model.resolution, s), prompts, s, ctx.checkpoints, desc="pretrain diffusion")

@@ -44,6 +44,7 @@ def train_stage1(run_dir: RunDir, cfg: Profile) -> Path:
     params = {
         "model": cfg.diff_model,
         "resolution": list(cfg.diff_resolution),
+        "patch": cfg.diff_patch,
         "prompt": cfg.diff_prompt,
         "target": target,
         "settings": settings_dict(s),
@@ -56,7 +57,7 @@ def train_stage1(run_dir: RunDir, cfg: Profile) -> Path:
             model = load(base / "model")
             model.resolution = tuple(cfg.diff_resolution)
         else:
-            model = build(cfg.diff_model, cfg.diff_resolution, cfg.diff_prompt, cfg.diff_prediction, seed=cfg.seed)
+            model = build(cfg.diff_model, cfg.diff_resolution, cfg.diff_prompt, cfg.diff_prediction, seed=cfg.seed, patch=cfg.diff_patch)
         model.prompt = cfg.diff_prompt
         appearance = _Appearance(run_dir, cfg, sources) if judge else None
         seeds = list(range(max(cfg.diff_eval_images, N_SHOW)))
