@@ -4,13 +4,20 @@
 ``notebooks/00_*.ipynb``, ``01_*.ipynb`` ... with papermill, passing ``profile``
 and ``run`` as parameters; executed copies are kept in ``runs/<run>/notebooks``.
 Finished stages are cached, so a second call resumes where the first stopped.
+``--jobs 2`` runs independent notebooks side by side: a notebook waits for the
+ones its metadata ``synthlib.needs`` names (number prefixes or names, e.g.
+``["01"]`` or ``["04_generation"]``), by default for every lower-numbered one.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from synthlib import profiles, runs
@@ -26,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 00,01,06")
     rep.add_argument("--notebooks", type=Path, default=None, help="folder of the notebooks (default: the checkout's notebooks/)")
     rep.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
+    rep.add_argument(
+        "--jobs", type=int, default=1,
+        help="notebooks run at once where their needs allow; each kernel gets the CPU cores divided among "
+        "the running notebooks (OMP_NUM_THREADS) unless OMP_NUM_THREADS is set",
+    )  # fmt: skip
     rep.add_argument(
         "--results", type=Path, default=None,
         help="where the run's tables and figures are copied when every notebook succeeded "
@@ -43,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             return _profiles(args.name)
         if args.command == "results":
             return _results(args.run, args.runs_dir, args.to)
-        return reproduce(args.profile, args.run, args.only, args.notebooks, args.runs_dir, args.results)
+        return reproduce(args.profile, args.run, args.only, args.notebooks, args.runs_dir, args.results, args.jobs)
     except (profiles.ProfileError, runs.StageError, FileNotFoundError, ValueError) as e:
         print(f"synthlib: error: {e}", file=sys.stderr)
         return 2
@@ -56,39 +68,47 @@ def reproduce(
     notebooks: Path | None = None,
     runs_dir: Path | None = None,
     results: Path | None = None,
+    jobs: int = 1,
 ) -> int:
-    """Execute the selected notebooks in order, then publish the run's tables; 0 on success, 1 when a notebook fails."""
-    import papermill as pm
-
+    """Execute the selected notebooks (in order, or ``jobs`` at once where their needs allow),
+    then publish the run's tables; 0 on success, 1 when a notebook fails.
+    """
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
     cfg = profiles.load(profile)  # fail on an unknown profile before starting a kernel
     run_dir = runs.open(run or cfg.name, runs_dir)
     selected = select_notebooks(notebooks or default_notebooks_dir(), only)
+    needs = {nb: needed_by(nb, selected) for nb in selected}
     out_dir = run_dir.path / "notebooks"
     out_dir.mkdir(exist_ok=True)
     # The kernels inherit the environment: point them at the same profile and runs folder.
     os.environ[profiles.ENV_VAR] = cfg.name
     os.environ[runs.RUNS_ENV_VAR] = str(run_dir.path.parent.resolve())
-    for i, nb in enumerate(selected, 1):
-        print(f"[{i}/{len(selected)}] {nb.name} (profile {cfg.name}, run {run_dir.name})", flush=True)
-        out = out_dir / nb.name
-        try:
-            pm.execute_notebook(
-                str(nb),
-                str(out),
-                parameters={"profile": cfg.name, "run": run_dir.name},
-                cwd=str(nb.parent),
-                progress_bar=True,
-                kernel_name="python3",
-            )
-        except pm.PapermillExecutionError as e:
-            first_line = next((line for line in e.source.splitlines() if line.strip()), "")
-            print(
-                f"\nsynthlib: {nb.name} failed in cell {e.cell_index + 1} of the executed copy "
-                f"(starting `{first_line[:80]}`): {e.ename}: {e.evalue}\n"
-                f"The executed copy with the full traceback is {out}",
-                file=sys.stderr,
-            )
-            return 1
+
+    pending, running, done, failed = list(selected), {}, set(), None
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while pending or running:
+            ready = [nb for nb in pending if needs[nb] <= done] if failed is None else []
+            starting = ready[: jobs - len(running)]
+            for nb in starting:
+                pending.remove(nb)
+                threads = _threads(len(running) + len(starting)) if jobs > 1 else None
+                print(f"[{len(selected) - len(pending)}/{len(selected)}] {nb.name} (profile {cfg.name}, run {run_dir.name}"
+                      + (f", {threads} thread(s))" if threads else ")"), flush=True)  # fmt: skip
+                running[pool.submit(_execute, nb, out_dir / nb.name, cfg.name, run_dir.name, threads, jobs == 1)] = nb
+            if not running:
+                break  # a failure stopped the schedule
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                nb = running.pop(future)
+                error = future.result()
+                if error is None:
+                    done.add(nb)
+                elif failed is None:
+                    failed = error
+                    print(f"\nsynthlib: {error}", file=sys.stderr)
+    if failed is not None:
+        return 1
     print(f"done: {len(selected)} notebook(s); executed copies in {out_dir}")
     if (run_dir.path / "tables").is_dir():
         from synthlib import report
@@ -97,6 +117,68 @@ def reproduce(
         copied = report.publish(run_dir, results)
         print(f"copied {len(copied)} table and figure file(s) to {results}")
     return 0
+
+
+def needed_by(notebook: Path, selected: list[Path]) -> set[Path]:
+    """The selected notebooks ``notebook`` must wait for.
+
+    Its metadata ``synthlib.needs`` lists them by number prefix or name; without
+    it, every selected notebook with a lower number. Unselected ones count as done.
+    """
+    meta = json.loads(notebook.read_text()).get("metadata", {}).get("synthlib", {})
+    if "needs" not in meta:
+        return {nb for nb in selected if nb.name[:2] < notebook.name[:2]}
+    names = list(meta["needs"])
+    known = {nb.stem for nb in select_notebooks(notebook.parent, None)}
+    unknown = [n for n in names if not any(k == n or k.startswith(f"{n}_") for k in known)]
+    if unknown:
+        raise ValueError(f"{notebook}: metadata synthlib.needs names {', '.join(unknown)}, which no notebook in {notebook.parent} is")
+    return {nb for nb in selected if any(nb.stem == n or nb.stem.startswith(f"{n}_") for n in names)}
+
+
+def _threads(running: int) -> int | None:
+    """CPU threads for a kernel started beside ``running - 1`` others; None leaves a user's OMP_NUM_THREADS alone."""
+    if "OMP_NUM_THREADS" in os.environ:
+        return None
+    return max(1, (os.cpu_count() or 1) // running)
+
+
+def _execute(nb: Path, out: Path, profile: str, run: str, threads: int | None, show: bool) -> str | None:
+    """Run one notebook with papermill in its own process; None on success, else what failed where.
+
+    A process per notebook (papermill's command line) lets each kernel get its own thread count.
+    Side by side, the kernel's progress goes to ``<executed copy>.log`` instead of the terminal.
+    """
+    env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
+    cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-p", "profile", profile, "-p", "run", run,
+           "--cwd", str(nb.parent), "-k", "python3"]  # fmt: skip
+    t0 = time.perf_counter()
+    if show:
+        code = subprocess.run(cmd, env=env).returncode
+    else:
+        with open(out.with_suffix(".log"), "w") as log:
+            code = subprocess.run(cmd + ["--no-progress-bar"], env=env, stdout=log, stderr=subprocess.STDOUT).returncode
+        print(f"  {nb.name}: {'done' if code == 0 else 'failed'} in {time.perf_counter() - t0:.0f} s", flush=True)
+    if code == 0:
+        return None
+    return _failure(nb, out)
+
+
+def _failure(nb: Path, out: Path) -> str:
+    """Which cell of the executed copy failed and how, read from the copy papermill saved."""
+    where = f"The executed copy with the full traceback is {out}"
+    if not out.is_file():
+        return f"{nb.name} failed before its first cell ran (see {out.with_suffix('.log')} or the output above)"
+    # papermill's own red error banners are not cells of the notebook: leave them out of the count
+    cells = [c for c in json.loads(out.read_text())["cells"] if "papermill-error-cell-tag" not in c["metadata"].get("tags", [])]
+    for index, cell in enumerate(cells):
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+                first_line = next((line for line in source.splitlines() if line.strip()), "")
+                return (f"{nb.name} failed in cell {index + 1} of the executed copy (starting `{first_line[:80]}`): "
+                        f"{output['ename']}: {output['evalue']}\n{where}")  # fmt: skip
+    return f"{nb.name} failed. {where}"
 
 
 def default_notebooks_dir() -> Path:

@@ -14,8 +14,10 @@ def isolated_env(monkeypatch):
     monkeypatch.setenv(runs.RUNS_ENV_VAR, "unused")
 
 
-def _notebook(path, *sources):
+def _notebook(path, *sources, needs=None):
     nb = nbformat.v4.new_notebook()
+    if needs is not None:
+        nb.metadata["synthlib"] = {"needs": needs}
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params = nbformat.v4.new_code_cell("profile = None\nrun = None")
     params.metadata["tags"] = ["parameters"]
@@ -60,6 +62,39 @@ def test_reproduce_reports_the_failing_notebook_and_cell(tmp_path, isolated_env,
     out_dir = tmp_path / "f" / "notebooks"
     assert (out_dir / "00_ok.ipynb").exists() and (out_dir / "01_bad.ipynb").exists()
     assert not (out_dir / "02_never.ipynb").exists()
+
+
+def test_jobs_run_independent_notebooks_side_by_side_after_their_needs(tmp_path, isolated_env, monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    nbs, log = tmp_path / "nbs", tmp_path / "log"
+    nbs.mkdir()
+    log.mkdir()
+    stamp = (
+        "import os, time\n"
+        "start = time.time(); time.sleep({sleep})\n"
+        "open(r'{log}/{name}', 'w').write(f\"{{start}} {{time.time()}} {{os.environ.get('OMP_NUM_THREADS')}}\")"
+    )
+    _notebook(nbs / "00_data.ipynb", stamp.format(sleep=0, log=log, name="00"))
+    _notebook(nbs / "01_chain.ipynb", stamp.format(sleep=4, log=log, name="01"), needs=["00"])
+    _notebook(nbs / "02_side.ipynb", stamp.format(sleep=4, log=log, name="02"), needs=["00_data"])
+    _notebook(nbs / "03_all.ipynb", stamp.format(sleep=0, log=log, name="03"))  # no metadata: waits for 00-02
+    assert cli.main(["reproduce", "--profile", "smoke", "--run", "j", "--notebooks", str(nbs), "--runs-dir", str(tmp_path), "--jobs", "2"]) == 0
+    times = {p.name: [float(x) for x in p.read_text().split()[:2]] for p in log.iterdir()}
+    threads = {p.name: p.read_text().split()[2] for p in log.iterdir()}
+    assert times["01"][0] >= times["00"][1] and times["02"][0] >= times["00"][1]  # both waited for 00
+    assert times["01"][0] < times["02"][1] and times["02"][0] < times["01"][1]  # and ran side by side
+    assert times["03"][0] >= max(times["01"][1], times["02"][1])  # 03 waited for both
+    cores = os.cpu_count()
+    assert threads["00"] == threads["03"] == str(cores) and threads["01"] == threads["02"] == str(max(1, cores // 2))
+    # a failure stops what depends on it; the notebook already running beside it finishes
+    _notebook(nbs / "01_chain.ipynb", "raise RuntimeError('stage 01 broke')", needs=["00"])
+    for p in log.iterdir():
+        p.unlink()
+    assert cli.main(["reproduce", "--profile", "smoke", "--run", "k", "--notebooks", str(nbs), "--runs-dir", str(tmp_path), "--jobs", "2"]) == 1
+    assert sorted(p.name for p in log.iterdir()) == ["00", "02"]
+    with pytest.raises(ValueError, match="needs names 09"):
+        _notebook(nbs / "02_side.ipynb", "x = 1", needs=["09"])
+        cli.needed_by(nbs / "02_side.ipynb", cli.select_notebooks(nbs, None))
 
 
 def test_results_go_to_results_for_default_and_a_subfolder_for_other_profiles():
