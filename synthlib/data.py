@@ -30,6 +30,8 @@ from synthlib.runs import RunDir
 
 #: Kinds without an official validation split.
 _TRAIN_ONLY = ("gta5", "synthia")
+#: Separates a minicity style from the look it is rendered in: ``flat_as_real``.
+AS = "_as_"
 
 
 def dataset_names(cfg: Profile) -> dict[str, str]:
@@ -47,8 +49,21 @@ def condition_names(cfg: Profile) -> list[str]:
     return [f"{prefix}-{c}" for c in cfg.conditions]
 
 
+def ceiling_names(cfg: Profile) -> list[str]:
+    """minicity only: every source's scenes in the target's look (``flat_as_real``).
+
+    The perfect translation of the source maps, so a segmenter trained on it
+    measures how far any generation or translation method could go.
+    """
+    if cfg.target not in minicity.STYLES:
+        return []
+    return [f"{s}{AS}{cfg.target}" for s in cfg.sources if s in minicity.STYLES and s != cfg.target]
+
+
 def splits_of(name: str, cfg: Profile) -> tuple[str, ...]:
     """The splits stage 00 writes for a dataset: conditions are for evaluation only."""
+    if AS in name:
+        return ("train",)
     role = dataset_names(cfg)[name]
     if role == "condition":
         return ("val",)
@@ -60,18 +75,18 @@ def splits_of(name: str, cfg: Profile) -> tuple[str, ...]:
 def source_spec(name: str, cfg: Profile, roots: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """How dataset ``name`` is opened: adapter kind, root and options (JSON-ready, hashed)."""
     roots = dict(roots or {})
+    name, _, look = name.partition(AS)
     base, _, condition = name.partition("-")
+    if look and (base not in minicity.STYLES or look not in minicity.STYLES or condition):
+        raise DatasetError(f"{name}{AS}{look}: 'STYLE{AS}LOOK' takes two minicity styles ({', '.join(minicity.STYLES)})")
     if base in minicity.STYLES:
+        options = {"style": base, "condition": condition or "clear", "height": cfg.height, "width": cfg.width, "seed": cfg.seed}
+        if look:  # only then, so the specs (and stage hashes) of plain styles stay as they were
+            options["look"] = look
         return {
             "kind": "minicity",
             "root": None,
-            "options": {
-                "style": base,
-                "condition": condition or "clear",
-                "height": cfg.height,
-                "width": cfg.width,
-                "seed": cfg.seed,
-            },
+            "options": options,
             "sizes": {
                 "train": cfg.minicity_train,
                 "val": cfg.minicity_condition_val if condition else cfg.minicity_val,
@@ -103,9 +118,10 @@ def open_source(spec: Mapping[str, Any], split: str) -> Dataset:
     return _Head(dataset, size) if size and size < len(dataset) else dataset
 
 
-def prepare(run_dir: RunDir, cfg: Profile, roots: Mapping[str, Any] | None = None) -> dict[str, Path]:
-    """Write every dataset of the run as stage ``data/<name>``; cached stages are skipped."""
-    specs = {name: source_spec(name, cfg, roots) for name in dataset_names(cfg)}  # all errors before any write
+def prepare(run_dir: RunDir, cfg: Profile, roots: Mapping[str, Any] | None = None, names: list[str] | None = None) -> dict[str, Path]:
+    """Write every dataset of the run (or ``names``) as stage ``data/<name>``; cached stages are skipped."""
+    names = list(dataset_names(cfg)) if names is None else names
+    specs = {name: source_spec(name, cfg, roots) for name in names}  # all errors before any write
     out = {}
     for name, spec in specs.items():
         splits = splits_of(name, cfg)

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from synthlib import mcoc, report
+from synthlib.data import AS
 from synthlib.generation import PREFIX as GENERATED
 from synthlib.labels import CLASS_NAMES, colorize
 from synthlib.profiles import Profile
@@ -29,6 +30,7 @@ SOURCE_ONLY = "source only"
 ORACLE = "oracle (target labels)"
 OURS_UNFILTERED = "generated (ours, unfiltered)"
 OURS = "generated + MCOC filter + rectification (ours)"
+CEILING = "source maps in the target's look (perfect translation; minicity only)"
 #: Table files 07 writes under the run's tables folder, by name.
 TABLES = ("paper_miou", "paper_gap_closed", "paper_per_class")
 FIGURES = ("paper_figure1", "paper_mcoc_threshold", "paper_per_class_bars")
@@ -231,6 +233,8 @@ def _classify_model(model: str, cfg: Profile) -> tuple[str, str] | None:
     _, method, train_set = model.split("/", 2)
     folder, _, name = train_set.partition("/")
     if folder == "data":
+        if AS in name:  # benchmarks/translation_ceiling.py
+            return (CEILING, name.split(AS)[0]) if method == "supervised" else None
         if name == cfg.target:
             return (ORACLE, name) if method == "supervised" else None
         return seg.LABELS.get(method, method), name
@@ -258,6 +262,8 @@ def _row_rank(row: str) -> tuple[int, str]:
         return order.index(row), row
     if row == ORACLE:
         return 99, row
+    if row == CEILING:
+        return 98, row
     if row in (OURS_UNFILTERED, OURS):
         return 50 + (row == OURS), row
     return 20 + ("test time" in row), row

@@ -32,6 +32,20 @@ def test_prepare_writes_every_dataset_once_and_skips_when_unchanged(tmp_path, ca
     assert len(run_dir.dataset("data/real", "val")) == 5
 
 
+def test_the_ceiling_sets_are_source_maps_in_the_target_look(tmp_path):
+    run_dir = runs.open("d", tmp_path)
+    cfg = _cfg()
+    assert data.ceiling_names(cfg) == ["flat_as_real", "game_as_real"]
+    assert data.ceiling_names(_cfg(sources=["flat"], target="cityscapes")) == []
+    assert "look" not in data.source_spec("flat", cfg)["options"]  # plain styles keep their stage hashes
+    data.prepare(run_dir, cfg, names=["flat", "flat_as_real"])
+    flat, ceiling = run_dir.dataset("data/flat", "train"), run_dir.dataset("data/flat_as_real", "train")
+    assert len(ceiling) == len(flat) == 4 and not (run_dir.stage_path("data/flat_as_real") / "leftImg8bit" / "val").exists()
+    assert np.array_equal(ceiling[1].label, flat[1].label) and not np.array_equal(ceiling[1].image, flat[1].image)
+    with pytest.raises(DatasetError, match="takes two minicity styles"):
+        data.source_spec("flat_as_cityscapes", cfg)
+
+
 def test_real_datasets_come_from_roots_and_are_capped(tmp_path):
     root = tmp_path / "cs"
     write_cityscapes(Stripes(6, 0), root, "train", progress=False)

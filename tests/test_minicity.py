@@ -115,6 +115,31 @@ def test_the_styles_keep_class_semantics_in_colour():
         assert road.max() - road.min() < 25, (style, road)
 
 
+def test_a_look_renders_one_style_s_scene_in_another_style_s_appearance():
+    def class_colours(samples):
+        means = []
+        for c in ("road", "building", "vegetation", "car", "sidewalk"):
+            pixels = np.concatenate([s.image[s.label == CLASS_NAMES.index(c)] for s in samples]).astype(float)
+            means.append(pixels.mean(0))
+        return np.stack(means)
+
+    flat = [generate(0, "flat", i, 64, 128) for i in range(8)]
+    as_real = [generate(0, "flat", i, 64, 128, look="real") for i in range(8)]
+    real = [generate(0, "real", i, 64, 128) for i in range(8)]
+    for a, b in zip(flat, as_real):
+        assert np.array_equal(a.label, b.label) and np.array_equal(a.depth, b.depth) and np.array_equal(a.instances, b.instances)
+        assert not np.array_equal(a.image, b.image)
+    # each class takes the real style's colours, not flat's
+    to_real, to_flat = (np.abs(class_colours(as_real) - class_colours(ref)).mean() for ref in (real, flat))
+    assert to_real < 0.5 * to_flat, (to_real, to_flat)
+    assert as_real[0].id == "minicity_flat_as_real_clear_train_00000" and as_real[0].meta["look"] == "real"
+    assert np.array_equal(generate(0, "flat", 3, 64, 128, look="flat").image, flat[3].image)
+    data = MiniCity("flat", "train", 4, look="real")
+    assert np.array_equal(data[2].image, as_real[2].image) and data.name == "minicity_flat_as_real_clear_train"
+    with pytest.raises(DatasetError, match="look='anime' is not a minicity style"):
+        generate(0, "flat", 0, 64, 128, look="anime")
+
+
 def test_dataset_is_lazy_indexable_and_matches_generate():
     ds = MiniCity(style="game", split="val", n=5, height=32, width=64, seed=2)
     assert len(ds) == 5

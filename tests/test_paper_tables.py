@@ -47,6 +47,12 @@ def test_miou_table_spreads_the_oracle_and_measures_the_gap_closed():
     assert paper_tables.ORACLE not in gap.index
     with pytest.raises(paper_tables.TablesError, match="needs both"):
         paper_tables.gap_closed(miou.drop(index=paper_tables.ORACLE))
+    # the ceiling (benchmarks/translation_ceiling.py) is its own row, in its source's column, above the oracle
+    assert paper_tables._classify_model("models/supervised/data/flat_as_real", cfg) == (paper_tables.CEILING, "flat")
+    assert paper_tables._classify_model("models/supervised/data/flat", cfg) == ("source only", "flat")
+    with_ceiling = paper_tables.miou_table(pd.concat([evals, _evals({(paper_tables.CEILING, "flat"): 45.0})]), cfg)
+    assert list(with_ceiling.index)[-2:] == [paper_tables.CEILING, paper_tables.ORACLE]
+    assert list(with_ceiling.columns) == ["flat", "game", "spread", "mean"]
 
 
 def test_07_regenerates_every_table_and_figure_from_the_run_directory(stripes_run, tmp_path, monkeypatch):  # noqa: F811

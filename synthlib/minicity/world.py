@@ -4,6 +4,9 @@ A sample is determined by (seed, style, split, index, condition). The layout
 (what stands where, and every instance's colour) depends only on (seed, the
 style's scene statistics, split, index), so the fog, night, rain and snow
 variants of a target scene share the clear scene's label map exactly.
+``look`` renders a style's scenes with another style's appearance (a flat scene
+as it would look in ``real``): the perfect translation of a source map into the
+target's look, a ceiling for every generation or translation method.
 """
 
 from __future__ import annotations
@@ -35,20 +38,25 @@ _STREAM_LAYOUT, _STREAM_LABELS, _STREAM_PIXELS = 0, 1, 2
 
 
 def generate(seed: int, style: str, index: int, height: int, width: int, condition: str = "clear",
-             split: str = "train") -> Sample:
+             split: str = "train", look: str | None = None) -> Sample:
     """One minicity scene as a ``Sample`` (image, trainId label, depth in metres, instances).
 
-    Raises DatasetError for an unknown style, condition, split, a size that is not 1:2 or
-    smaller than 32x64, or a seed or index that is not a non-negative integer.
+    ``look`` (a style; default ``style``) shades the scene with that style's appearance:
+    the layout, label map, depth and instances stay the ones of ``style``.
+    Raises DatasetError for an unknown style or look, condition, split, a size that is not
+    1:2 or smaller than 32x64, or a seed or index that is not a non-negative integer.
     """
+    look = style if look is None else look
     check_options(style=style, condition=condition, split=split, height=height, width=width, seed=seed)
+    if look not in STYLES:
+        raise DatasetError(f"look={look!r} is not a minicity style; choose one of {', '.join(STYLES)}")
     if not _is_int(index) or index < 0:
         raise DatasetError(f"index={index!r}: expected a non-negative integer")
     st = STYLE_TABLE[style]
     scene = sample_scene(st, _rng(seed, st.code, split, index, _STREAM_LAYOUT))
     cv = rasterise(scene, height, width)
     pixel_rng = _rng(seed, st.code, split, index, _STREAM_PIXELS, CONDITIONS.index(condition))
-    image = shade(cv, scene, st, condition, pixel_rng)
+    image = shade(cv, scene, STYLE_TABLE[look], condition, pixel_rng)
     label = cv.label
     if st.render.coarse_labels:
         label = coarsen_labels(label, cv.inst, _rng(seed, st.code, split, index, _STREAM_LABELS))
@@ -57,8 +65,8 @@ def generate(seed: int, style: str, index: int, height: int, width: int, conditi
         label=label,
         depth=cv.depth,
         instances=cv.inst,
-        id=f"minicity_{style}_{condition}_{split}_{int(index):05d}",
-        meta={"seed": int(seed), "style": style, "condition": condition, "split": split, "index": int(index),
+        id=f"minicity_{style}{'' if look == style else '_as_' + look}_{condition}_{split}_{int(index):05d}",
+        meta={"seed": int(seed), "style": style, "look": look, "condition": condition, "split": split, "index": int(index),
               "camera_height_m": round(scene.cam_height, 3),
               "hfov_deg": round(float(np.degrees(2 * np.arctan(0.5 / scene.focal))), 2)},
     )
@@ -70,13 +78,15 @@ class MiniCity(Dataset):
     name = "minicity"
 
     def __init__(self, style: str = "real", split: str = "train", n: int = 500, height: int = 64, width: int = 128,
-                 seed: int = 0, condition: str = "clear", cache: int = 64) -> None:
+                 seed: int = 0, condition: str = "clear", cache: int = 64, look: str | None = None) -> None:
         check_options(style=style, condition=condition, split=split, height=height, width=width, seed=seed)
         if not _is_int(n) or n <= 0:
             raise DatasetError(f"n={n!r}: the number of samples must be a positive integer")
-        self.style, self.split, self.n = style, split, int(n)
+        if look is not None and look not in STYLES:
+            raise DatasetError(f"look={look!r} is not a minicity style; choose one of {', '.join(STYLES)}")
+        self.style, self.split, self.n, self.look = style, split, int(n), look or style
         self.height, self.width, self.seed, self.condition = int(height), int(width), int(seed), condition
-        self.name = f"minicity_{style}_{condition}_{split}"
+        self.name = f"minicity_{style}{'' if self.look == style else '_as_' + self.look}_{condition}_{split}"
         self._cache: OrderedDict[int, Sample] = OrderedDict()
         self._cache_size = cache
 
@@ -88,7 +98,7 @@ class MiniCity(Dataset):
         if index in self._cache:
             self._cache.move_to_end(index)
             return self._cache[index]
-        sample = generate(self.seed, self.style, index, self.height, self.width, self.condition, self.split)
+        sample = generate(self.seed, self.style, index, self.height, self.width, self.condition, self.split, self.look)
         if self._cache_size > 0:
             self._cache[index] = sample
             if len(self._cache) > self._cache_size:
@@ -100,22 +110,22 @@ class MiniCity(Dataset):
         images = np.empty((self.n, self.height, self.width, 3), np.uint8)
         labels = np.empty((self.n, self.height, self.width), np.uint8)
         samples = generate_many(self.seed, self.style, range(self.n), self.height, self.width, self.condition,
-                                self.split, workers=workers)
+                                self.split, workers=workers, look=self.look)
         for i, s in enumerate(samples):
             images[i], labels[i] = s.image, s.label
         return images, labels
 
 
 def generate_many(seed: int, style: str, indices, height: int, width: int, condition: str = "clear",
-                  split: str = "train", workers: int = 1) -> list[Sample]:
+                  split: str = "train", workers: int = 1, look: str | None = None) -> list[Sample]:
     """``generate`` for many indices, optionally over ``workers`` processes (same samples, same order)."""
     check_options(style=style, condition=condition, split=split, height=height, width=width, seed=seed)
     indices = list(indices)
     if workers <= 1 or len(indices) < 2 * workers:
-        return [generate(seed, style, i, height, width, condition, split) for i in indices]
+        return [generate(seed, style, i, height, width, condition, split, look) for i in indices]
     from concurrent.futures import ProcessPoolExecutor
 
-    job = functools.partial(generate, seed, style, height=height, width=width, condition=condition, split=split)
+    job = functools.partial(generate, seed, style, height=height, width=width, condition=condition, split=split, look=look)
     with ProcessPoolExecutor(workers) as pool:
         return list(pool.map(job, indices, chunksize=max(1, len(indices) // (4 * workers))))
 
