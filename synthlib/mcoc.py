@@ -108,17 +108,21 @@ class Scores:
         return pd.Series(values, index=list(CLASS_NAMES), name="class-wise object consistency")
 
 
-def objects(labels: np.ndarray, instances: np.ndarray | None = None, min_pixels: int = 1) -> Objects:
-    """The objects of label maps (HxW or NxHxW trainIds): instances where given, else 8-connected components."""
+def objects(labels: np.ndarray, instances: np.ndarray | None = None, min_pixels: int = 1, classes: np.ndarray | None = None) -> Objects:
+    """The objects of label maps (HxW or NxHxW trainIds): instances where given, else 8-connected components.
+
+    ``classes`` (19 booleans): only objects of these classes are objects (default: all).
+    """
     labels = _batch(labels, "labels")
     _check_labels(labels)
     _check_min_pixels(min_pixels)
+    classes = _check_classes(classes)
     inst = None if instances is None else _check_instances(instances, labels)
     ids, cls, image, pixels = [], [np.zeros(1, np.int64)], [np.zeros(1, np.int64)], [np.zeros(1, np.int64)]
     offset = 0
     for start in range(0, len(labels), _BLOCK):
         block = slice(start, start + _BLOCK)
-        found = _block_objects(labels[block], None if inst is None else inst[block], min_pixels)
+        found = _block_objects(labels[block], None if inst is None else inst[block], min_pixels, classes)
         found.ids[found.ids > 0] += offset
         ids.append(found.ids)
         cls.append(found.cls[1:])
@@ -286,6 +290,28 @@ def load_judge(run_dir: RunDir, cfg: Profile):
     return model.to(PartialState().device).eval()
 
 
+def judged_classes(run_dir: RunDir, cfg: Profile, judge, n: int = 200, window=None) -> np.ndarray:
+    """The classes the judge can see: predicted on at least ``mcoc_judged_share`` of the pixels of target images.
+
+    A judge that never predicts a class (a weak pseudo-labeller blind to poles or
+    riders) says nothing about whether that class was generated well: its objects
+    would all score 0, dragging down the images that carry rare classes, and be
+    relabelled to whatever the judge sees there. Only the classes returned here
+    make objects. ``mcoc_judged_share`` 0 keeps all 19 classes (DESIGN §5 as written).
+    ``n`` target train images are enough to see every class a judge predicts.
+    """
+    share = cfg.mcoc_judged_share
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share < 1.0:
+        raise MCOCError(f"mcoc_judged_share {share!r} must lie in [0, 1) (e.g. 0.001: predicted on 0.1 % of target pixels)")
+    if share == 0:
+        return np.ones(NUM_CLASSES, bool)
+    target = run_dir.dataset(f"data/{cfg.target}", "train")
+    images = np.stack([target[i].image for i in range(min(n, len(target)))])
+    predictions = np.concatenate([_predict(judge, images[i : i + 64], window) for i in range(0, len(images), 64)])
+    counts = np.bincount(predictions.reshape(-1), minlength=NUM_CLASSES)[:NUM_CLASSES]
+    return counts / predictions.size >= share
+
+
 # --- filtering and rectification (stage generated/<source>-filtered) -------------------------------
 
 
@@ -343,12 +369,15 @@ def filter_set(
         "rectify": mode,
         "fraction": float(fraction),
         "window": window,
+        "judged_share": cfg.mcoc_judged_share,
     }
 
     def build(ctx):
         if not ctx.is_main:  # one process writes the filtered set; the others wait for it at the end of the stage
             return
         judge = load_judge(run_dir, cfg)
+        judged = judged_classes(run_dir, cfg, judge, window=window)
+        ctx.info["classes not judged"] = [c for c, j in zip(CLASS_NAMES, judged) if not j]
         dataset = run_dir.dataset(stage, SPLIT)
         rows, changed_tables = [], []
         for batch in _batches(dataset, batch_size):
@@ -356,11 +385,11 @@ def filter_set(
             labels = np.stack([x.label for x in batch])
             instances = np.stack([_instances(x) for x in batch])
             predictions = _predict(judge, images, window)
-            found = objects(labels, instances, cfg.mcoc_min_pixels)
+            found = objects(labels, instances, cfg.mcoc_min_pixels, judged)
             scores_ = score(labels, predictions, found=found)
             kept = keep(scores_.image, threshold)
             new, changed = rectify(labels, predictions, fraction=fraction, mode=mode, found=found)
-            after = score(new, predictions, found=objects(new, instances, cfg.mcoc_min_pixels)).image
+            after = score(new, predictions, found=objects(new, instances, cfg.mcoc_min_pixels, judged)).image
             per_image = changed.groupby("image").size().reindex(range(len(batch)), fill_value=0).to_numpy()
             ids = [x.id for x in batch]
             changed_tables.append(changed.assign(id=[ids[i] for i in changed["image"]], kept=kept[changed["image"]]).drop(columns=["image", "object"]))
@@ -538,6 +567,7 @@ def search_settings(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
         "seed": cfg.seed,
         "fit": cfg.gen_fit,
         "window": window,
+        "judged_share": cfg.mcoc_judged_share,
     }
 
     def build(ctx):
@@ -545,6 +575,7 @@ def search_settings(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
             return
         model = generation.load_model(run_dir, cfg)
         judge = load_judge(run_dir, cfg)
+        judged = judged_classes(run_dir, cfg, judge, window=window)
         maps = [generation.fit(m, model, cfg.gen_fit, "held-out maps") for m in held_out_maps(run_dir, cfg)]
         seeds = [generation.seed_of(cfg.seed, 10**6 + i, 0) for i in range(len(maps))]
         groups = {}  # same-size maps are scored together
@@ -554,7 +585,7 @@ def search_settings(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
         for idx in groups.values():
             labels = np.stack([maps[i].label for i in idx])
             instances = np.stack([_instances(maps[i]) for i in idx])
-            prepared.append((idx, labels, objects(labels, instances, cfg.mcoc_min_pixels)))
+            prepared.append((idx, labels, objects(labels, instances, cfg.mcoc_min_pixels, judged)))
         rows = []
         for p in points:
             per_image, hits, valid, seconds = [], 0, 0, 0.0
@@ -652,6 +683,15 @@ def _check_instances(instances: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return inst
 
 
+def _check_classes(classes) -> np.ndarray | None:
+    if classes is None:
+        return None
+    classes = np.asarray(classes)
+    if classes.dtype != bool or classes.shape != (NUM_CLASSES,):
+        raise MCOCError(f"classes must be {NUM_CLASSES} booleans (one per trainId), got {classes.dtype} of shape {classes.shape}")
+    return classes
+
+
 def _check_min_pixels(min_pixels: int) -> None:
     if isinstance(min_pixels, bool) or not isinstance(min_pixels, (int, np.integer)) or min_pixels < 1:
         raise MCOCError(f"min_pixels must be an integer >= 1 (1 counts every object), got {min_pixels!r}")
@@ -682,7 +722,7 @@ def _label_block(labels: np.ndarray, instances: np.ndarray | None) -> tuple[np.n
     return ids, count
 
 
-def _block_objects(labels: np.ndarray, instances: np.ndarray | None, min_pixels: int) -> Objects:
+def _block_objects(labels: np.ndarray, instances: np.ndarray | None, min_pixels: int, classes: np.ndarray | None = None) -> Objects:
     """``Objects`` of one block of maps (image indices within the block)."""
     ids, count = _label_block(labels, instances)
     flat = ids.reshape(-1)
@@ -693,8 +733,10 @@ def _block_objects(labels: np.ndarray, instances: np.ndarray | None, min_pixels:
     image[flat] = np.repeat(np.arange(len(labels)), labels[0].size)
     pixels[0] = 0
     keep = pixels >= min_pixels
+    if classes is not None:
+        keep[1:] &= classes[cls[1:]]  # id 0 (no object) may hold the ignore id
     keep[0] = True
-    if not keep.all():  # objects under min_pixels are not objects: their pixels get id 0, the rest are renumbered
+    if not keep.all():  # objects under min_pixels (or of other classes) are not objects: their pixels get id 0, the rest are renumbered
         new_id = np.cumsum(keep) - 1
         new_id[~keep] = 0
         ids = new_id[ids].astype(np.int32)

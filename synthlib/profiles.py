@@ -106,6 +106,9 @@ class Profile:
     gen_fit: str = "error"  # maps whose aspect ratio is not the model's: "error" or "crop" (centred)
     mcoc_judge: str = ""  # segmenter scoring generations: "" = the pseudo-labeller; a method name, model stage or folder / hub id; never the oracle
     mcoc_min_pixels: int = 16  # smaller objects are not objects
+    # Only classes the judge predicts on at least this share of target pixels make objects: a judge blind to a
+    # class cannot tell whether it was generated well (mcoc.judged_classes). 0 = all classes, DESIGN §5 as written.
+    mcoc_judged_share: float = 0.001
     mcoc_threshold: float = 0.5  # images whose MCOC is under this (0-1) are dropped
     mcoc_rectify: str = "relabel"  # objects the judge sees as ONE other class: "relabel", "ignore" or "off"
     mcoc_rectify_fraction: float = 0.5  # ... on more than this share of their pixels
@@ -224,6 +227,7 @@ PROFILES: dict[str, Profile] = {
         gen_batch=8,
         gen_fit="crop",
         mcoc_min_pixels=256,
+        mcoc_judged_share=0.0,  # a Cityscapes-level judge sees every class: MCOC exactly as DESIGN §5
         mcoc_grid_conditioning=(0.5, 1.0, 1.5),
         mcoc_grid_steps=(20, 50),
         mcoc_grid_maps=100,

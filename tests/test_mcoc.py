@@ -145,6 +145,39 @@ def test_rectification_needs_one_other_class():
     assert changed["to"].tolist() == ["bus"] and (fixed[label == TRAIN] == BUS).all()
 
 
+def test_only_classes_the_judge_sees_on_target_images_make_objects(tmp_path, monkeypatch):
+    label, pred = scene()
+    judged = np.zeros(NUM_CLASSES, bool)
+    judged[[ROAD, SKY]] = True  # a judge blind to cars
+    found = mcoc.objects(label, min_pixels=2, classes=judged)
+    assert sorted(found.cls[1:].tolist()) == [ROAD, ROAD, SKY]
+    assert mcoc.score(label, pred, found=found).image[0] == pytest.approx((0.5 + 1.0) / 2)  # the cars do not count
+    fixed, changed = mcoc.rectify(label, pred, fraction=0.5, found=found)
+    assert changed[["class", "to"]].values.tolist() == [["road", "building"]]  # the left road; car B (3/4 sky) stays a car
+    assert (fixed[label == CAR] == CAR).all()
+    with pytest.raises(mcoc.MCOCError, match="classes must be 19 booleans"):
+        mcoc.objects(label, classes=[ROAD, SKY])
+
+    # which classes a judge sees: its predictions on target train images, class by class
+    run_dir = runs.open("j", tmp_path)
+    targets = [Sample(np.zeros((20, 100, 3), np.uint8), np.zeros((20, 100), np.uint8), None, None, f"t{i}") for i in range(3)]
+    run_dir.stage("data/real", {}, lambda ctx: write_cityscapes(targets, ctx.out, "train", progress=False))
+
+    def stand_in(model, images, window):
+        out = np.full((len(images), 20, 100), ROAD, np.uint8)
+        out[:, :2, :3] = CAR  # 0.3 % of the pixels
+        out[0, 0, 99] = PERSON  # one pixel of 6000
+        return out
+
+    monkeypatch.setattr(mcoc, "_predict", stand_in)
+    seen = lambda share: np.flatnonzero(mcoc.judged_classes(run_dir, profiles.load("smoke", mcoc_judged_share=share), None)).tolist()  # noqa: E731
+    assert seen(0.001) == [ROAD, CAR]
+    assert seen(0.0001) == [ROAD, PERSON, CAR]
+    assert seen(0.0) == list(range(NUM_CLASSES))  # 0: every class, MCOC as DESIGN §5 defines it
+    with pytest.raises(mcoc.MCOCError, match=r"mcoc_judged_share 1.5 must lie in \[0, 1\)"):
+        seen(1.5)
+
+
 @pytest.mark.parametrize("threshold", [-0.1, 1.5, "0.5", None, True])
 def test_a_threshold_outside_0_1_is_an_error(threshold):
     with pytest.raises(mcoc.MCOCError, match=r"must be a number in \[0, 1\]"):
@@ -201,7 +234,7 @@ def test_filter_stage_drops_rectifies_and_reports(tmp_path, monkeypatch):
         return out
 
     monkeypatch.setattr(mcoc, "_predict", stand_in)
-    cfg = profiles.load("smoke", mcoc_judge=str(judge), mcoc_min_pixels=4)
+    cfg = profiles.load("smoke", mcoc_judge=str(judge), mcoc_min_pixels=4, mcoc_judged_share=0.0)
     with pytest.raises(mcoc.MCOCError, match=r"mcoc_threshold 1.5 must be a number in \[0, 1\]"):
         mcoc.filter_set(run_dir, cfg, "generated/toy", threshold=1.5)
     assert run_dir.manifest("generated/toy-filtered") is None
