@@ -200,6 +200,32 @@ def test_translated_sets_keep_the_source_labels_and_ids(tiny_run):
     assert baselines.methods(cfg) == ["fda", "colour", "cyclegan", "cyclegan_k2"]
 
 
+def test_consistency_is_the_oracle_on_each_translated_set_against_its_maps(tiny_run, monkeypatch):
+    """A stand-in oracle that knows the target palette only: colour transfer keeps what it sees, the raw source does not."""
+    from synthlib.metrics import ConfusionMatrix
+
+    run_dir, cfg = tiny_run
+    palette = Scenes.PALETTES["target"]
+    classes, colours = np.array(list(palette)), np.array(list(palette.values()), np.float32)
+
+    def oracle_eval(model, dataset, window=None, desc=""):
+        cm = ConfusionMatrix()
+        for x in dataset:
+            nearest = ((x.image[..., None, :].astype(np.float32) - colours) ** 2).sum(-1).argmin(-1)
+            cm.update(classes[nearest].astype(np.uint8), x.label)
+        return cm
+
+    run_dir.stage("models/supervised/data/real", {}, lambda ctx: None)  # stands for stage 01's oracle
+    monkeypatch.setattr(baselines.seg, "fit", lambda *a, **k: None)
+    monkeypatch.setattr(baselines.seg, "load_model", lambda run_dir, stage: stage)
+    monkeypatch.setattr(baselines, "evaluate_model", oracle_eval)
+    baselines.write_set(run_dir, cfg, "colour", "flat")
+    table = baselines.consistency(run_dir, cfg)["mIoU"]
+    assert list(table.index) == [("flat", "source only"), ("flat", "colour transfer (Lab)")]  # sets not written yet are left out
+    assert table[("flat", "colour transfer (Lab)")] > table[("flat", "source only")] + 20, table
+    assert run_dir.manifest("i2i/consistency/colour-flat")["params"]["model"] == "models/supervised/data/real"
+
+
 @pytest.mark.parametrize(
     "overrides,match",
     [

@@ -8,12 +8,14 @@ source images; translating target images to the source style at test time).
 """
 
 from synthlib.translation.baselines import (
+    CONSISTENCY,
     DIRECTIONS,
     TO_SOURCE,
     TO_TARGET,
     Translated,
     check,
     comparison,
+    consistency,
     cyclegan_settings,
     display_name,
     grid,
@@ -31,6 +33,7 @@ from synthlib.translation.cyclegan import CycleGAN, CycleGANSettings, ImageBuffe
 from synthlib.translation.fourier import colour_transfer, fda
 
 __all__ = [
+    "CONSISTENCY",
     "DIRECTIONS",
     "TO_SOURCE",
     "TO_TARGET",
@@ -41,6 +44,7 @@ __all__ = [
     "check",
     "colour_transfer",
     "comparison",
+    "consistency",
     "cyclegan_settings",
     "display_name",
     "fda",

@@ -46,6 +46,7 @@ from synthlib.viz import image_grid
 #: The directions, as the tables name them.
 TO_TARGET, TO_SOURCE = "to_target", "to_source"
 DIRECTIONS = {TO_TARGET: "(a) trained on translated source", TO_SOURCE: "(b) target translated at test time"}
+CONSISTENCY = "oracle on the translated source vs its maps"
 #: CycleGANSettings field -> the profile field it comes from (errors name the profile field).
 PROFILE_FIELDS = {
     "ngf": "i2i_ngf", "ndf": "i2i_ndf", "blocks": "i2i_blocks", "disc_layers": "i2i_disc_layers",
@@ -291,11 +292,41 @@ def trained_on(run_dir: RunDir, cfg: Profile, train: bool = False) -> pd.DataFra
     return _stack(rows)
 
 
+def consistency(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
+    """Per-class IoU (%) of the target oracle on each translated training set against the source maps it keeps.
+
+    How much of the maps' content survives translation, as a segmenter of the
+    target domain sees it: a translator that paints trees into the sky or erases
+    cars lowers it, and its training set then teaches wrong labels. ``none`` is
+    the untranslated source. One cached stage ``i2i/consistency/<method>-<source>`` per row.
+    """
+    check(run_dir, cfg)
+    oracle_set = f"data/{cfg.target}"
+    seg.fit(run_dir, cfg, oracle_set, "supervised")  # stage 01's oracle, cached
+    oracle = seg.model_stage("supervised", oracle_set)
+    rows = []
+    for source in cfg.sources:
+        for method in ["none", *methods(cfg)]:
+            train_set = f"data/{source}" if method == "none" else f"translated/{method}-{source}"
+            if run_dir.manifest(train_set) is None:
+                continue
+
+            def make(train_set=train_set):
+                return run_dir.dataset(train_set, "train")
+
+            stage = f"i2i/consistency/{method}-{source}"
+            rows.append(_evaluation(run_dir, cfg, stage, oracle, make, {"set": train_set}, [train_set], (source, display_name(method))))
+    return _stack(rows)
+
+
 def comparison(run_dir: RunDir, cfg: Profile, train_downstream: bool = False) -> pd.DataFrame:
-    """mIoU (%) on target val per source and method, one column per direction (NaN where (a) is not trained yet)."""
+    """mIoU (%) on target val per source and method, one column per direction (NaN where (a) is not trained yet),
+    and the semantic ``consistency`` of each translated training set.
+    """
     b = test_time(run_dir, cfg)["mIoU"].rename(DIRECTIONS[TO_SOURCE])
     a = trained_on(run_dir, cfg, train_downstream)["mIoU"].rename(DIRECTIONS[TO_TARGET])
-    return pd.concat([a.reindex(b.index), b], axis=1)
+    c = consistency(run_dir, cfg)["mIoU"].rename(CONSISTENCY)
+    return pd.concat([a.reindex(b.index), b, c.reindex(b.index)], axis=1)
 
 
 def training_summary(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
