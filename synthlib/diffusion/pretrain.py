@@ -45,11 +45,12 @@ def pretrain(run_dir: RunDir, cfg: Profile) -> Path | None:
         "model": cfg.diff_model,
         "config": CONFIGS[cfg.diff_model],
         "resolution": list(cfg.diff_resolution),
-        "patch": cfg.diff_patch,
         "prediction": cfg.diff_prediction,
         "sources": sources,
         "settings": settings_dict(s),
     }
+    if cfg.diff_patch != 1:  # only then, so stages of unpatched models keep their hashes
+        params["patch"] = cfg.diff_patch
 
     def build_stage(ctx):
         model = build(cfg.diff_model, cfg.diff_resolution, "", cfg.diff_prediction, seed=cfg.seed, patch=cfg.diff_patch)

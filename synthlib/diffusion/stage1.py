@@ -44,12 +44,13 @@ def train_stage1(run_dir: RunDir, cfg: Profile) -> Path:
     params = {
         "model": cfg.diff_model,
         "resolution": list(cfg.diff_resolution),
-        "patch": cfg.diff_patch,
         "prompt": cfg.diff_prompt,
         "target": target,
         "settings": settings_dict(s),
         "eval": {"images": cfg.diff_eval_images, "steps": cfg.diff_sample_steps, "scheduler": cfg.diff_scheduler, "judge": judge},
     }
+    if cfg.diff_patch != 1:  # only then, so stages of unpatched models keep their hashes
+        params["patch"] = cfg.diff_patch
     inputs = ([PRETRAIN] if base else []) + [target] + ([judge] if judge else []) + (sources if judge else [])
 
     def build_stage(ctx):
