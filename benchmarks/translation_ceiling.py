@@ -38,7 +38,8 @@ def main() -> None:
     data.prepare(run_dir, cfg, names=names)
     sets = segmentation.eval_sets(cfg)  # 06's evaluation sets, so 06's cached evaluations are reused
     rows = {}
-    for source, ceiling in zip((n.split(data.AS)[0] for n in names), names):
+    for ceiling in names:
+        source = ceiling.split(data.AS)[0]
         miou = {}
         for label, train_set in (("source only", f"data/{source}"), ("perfect translation", f"data/{ceiling}"),
                                  ("oracle", f"data/{cfg.target}")):

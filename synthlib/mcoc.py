@@ -377,7 +377,7 @@ def filter_set(
             return
         judge = load_judge(run_dir, cfg)
         judged = judged_classes(run_dir, cfg, judge, window=window)
-        ctx.info["classes not judged"] = [c for c, j in zip(CLASS_NAMES, judged) if not j]
+        ctx.info["classes not judged"] = [c for c, j in zip(CLASS_NAMES, judged, strict=True) if not j]
         dataset = run_dir.dataset(stage, SPLIT)
         rows, changed_tables = [], []
         for batch in _batches(dataset, batch_size):

@@ -126,7 +126,7 @@ def test_a_look_renders_one_style_s_scene_in_another_style_s_appearance():
     flat = [generate(0, "flat", i, 64, 128) for i in range(8)]
     as_real = [generate(0, "flat", i, 64, 128, look="real") for i in range(8)]
     real = [generate(0, "real", i, 64, 128) for i in range(8)]
-    for a, b in zip(flat, as_real):
+    for a, b in zip(flat, as_real, strict=True):
         assert np.array_equal(a.label, b.label) and np.array_equal(a.depth, b.depth) and np.array_equal(a.instances, b.instances)
         assert not np.array_equal(a.image, b.image)
     # each class takes the real style's colours, not flat's
