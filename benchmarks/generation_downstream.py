@@ -21,6 +21,7 @@ import os
 import pandas as pd
 
 from synthlib import data, diffusion, generation, mcoc, profiles, runs, segmentation
+from synthlib.diffusion.common import judge_stage as diffusion_judge
 from synthlib.segmenters import fit
 
 
@@ -34,6 +35,9 @@ def main() -> None:
     cfg = profiles.load(args.profile, **overrides)
     source = runs.open(args.run)
     key = hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+    other = [k for k in overrides if not k.startswith(("gen_", "mcoc_"))]
+    if other:  # anything else would retrain linked stages instead of reusing the source run's
+        raise SystemExit(f"--set {', '.join(other)}: only generation (gen_*) and MCOC (mcoc_*) fields can change here")
     run_dir = _linked_run(source, f"{args.run}-gen-{key}", cfg)
     sets = segmentation.eval_sets(cfg)
     rows = {}
@@ -58,9 +62,9 @@ def _linked_run(source: runs.RunDir, name: str, cfg) -> runs.RunDir:
     run_dir = runs.open(name, source.path.parent)
     wanted = [f"data/{n}" for n in data.dataset_names(cfg)] + [diffusion.pretrain.STAGE, diffusion.stage1.STAGE,
                                                               diffusion.stage2.STAGE, "pseudo_labels"]
-    judge = mcoc.judge_stage(cfg)
-    wanted += [judge] if judge else []
-    for stage in wanted:
+    # the MCOC judge, and the oracle that scored stages 1 and 2 (part of their parameters)
+    wanted += [s for s in (mcoc.judge_stage(cfg), diffusion_judge(cfg)) if s]
+    for stage in dict.fromkeys(wanted):
         if source.manifest(stage) is None:
             raise SystemExit(f"run {source.name!r} lacks stage {stage!r}: run notebooks 00-03 on it first")
         link = run_dir.stage_path(stage)
