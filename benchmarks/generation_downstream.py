@@ -8,7 +8,8 @@ it matters, on the downstream segmenter. The run ``<run>-gen-<hash of the overri
 links the source run's datasets, diffusion model, judge and pseudo-labels (nothing of
 the source run is written), generates every source's set with the overrides (04),
 filters and rectifies it (05), trains and evaluates 06's segmenter on both (06's
-stages, cached), and prints mIoU on target val beside the source run's own sets.
+stages, cached), and prints mIoU on target val beside the source run's own sets. The
+rows are added to ``<run>/tables/generation_downstream.{csv,md}`` (rows of earlier calls stay).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import os
 
 import pandas as pd
 
-from synthlib import data, diffusion, generation, mcoc, profiles, runs, segmentation
+from synthlib import data, diffusion, generation, mcoc, profiles, report, runs, segmentation
 from synthlib.diffusion.common import judge_stage as diffusion_judge
 from synthlib.segmenters import fit
 
@@ -51,10 +52,16 @@ def main() -> None:
             ours = fit.evaluate(run_dir, cfg, model, sets).loc[sets[0], "mIoU"]
             base = source.stage_path(f"eval/{model}") / "iou.csv"
             before = pd.read_csv(base, index_col=0).loc[sets[0], "mIoU"] if base.is_file() else float("nan")
-            rows[(src, label)] = {"with overrides": ours, f"run {args.run!r}": before}
-    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis(["source", "training set"])
-    print(f"overrides {json.dumps(overrides)}: mIoU (%) on {cfg.target} val")
+            rows[(json.dumps(overrides, sort_keys=True), src, label)] = {"mIoU with overrides": ours, f"mIoU in run {args.run!r}": before}
+    table = pd.DataFrame.from_dict(rows, orient="index").rename_axis(["overrides", "source", "training set"])
+    print(f"mIoU (%) on {cfg.target} val")
     print(table.round(1).to_string())
+    previous = source.path / report.TABLES / "generation_downstream.csv"
+    if previous.is_file():  # rows of earlier calls stay, re-measured rows replace theirs
+        old = pd.read_csv(previous, index_col=[0, 1, 2])
+        table = pd.concat([old.drop(index=[k for k in table.index if k in old.index]), table])
+    report.write_table(table, source, profiles.load(args.profile), "generation_downstream",
+                       f"Downstream mIoU (%) on {cfg.target} val of generated sets made with other generation / MCOC settings")
 
 
 def _linked_run(source: runs.RunDir, name: str, cfg) -> runs.RunDir:
