@@ -150,7 +150,8 @@ def _execute(nb: Path, out: Path, profile: str, run: str, threads: int | None, s
     Side by side, the kernel's progress goes to ``<executed copy>.log`` instead of the terminal.
     """
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
-    cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-p", "profile", profile, "-p", "run", run,
+    # -r: raw strings, so a run named "2024" stays a name
+    cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-r", "profile", profile, "-r", "run", run,
            "--cwd", str(nb.parent), "-k", "python3"]  # fmt: skip
     t0 = time.perf_counter()
     if show:

@@ -78,7 +78,9 @@ def test_jobs_run_independent_notebooks_side_by_side_after_their_needs(tmp_path,
     _notebook(nbs / "01_chain.ipynb", stamp.format(sleep=4, log=log, name="01"), needs=["00"])
     _notebook(nbs / "02_side.ipynb", stamp.format(sleep=4, log=log, name="02"), needs=["00_data"])
     _notebook(nbs / "03_all.ipynb", stamp.format(sleep=0, log=log, name="03"))  # no metadata: waits for 00-02
-    assert cli.main(["reproduce", "--profile", "smoke", "--run", "j", "--notebooks", str(nbs), "--runs-dir", str(tmp_path), "--jobs", "2"]) == 0
+    assert cli.main(["reproduce", "--profile", "smoke", "--run", "2024", "--notebooks", str(nbs), "--runs-dir", str(tmp_path), "--jobs", "2"]) == 0
+    injected = nbformat.read(tmp_path / "2024" / "notebooks" / "00_data.ipynb", as_version=4).cells[1].source
+    assert 'run = "2024"' in injected  # a name, not a number
     times = {p.name: [float(x) for x in p.read_text().split()[:2]] for p in log.iterdir()}
     threads = {p.name: p.read_text().split()[2] for p in log.iterdir()}
     assert times["01"][0] >= times["00"][1] and times["02"][0] >= times["00"][1]  # both waited for 00
