@@ -57,6 +57,8 @@ class Profile:
     seg_crop: tuple[int, ...] = (64, 128)  # (h, w) training crop
     seg_rcs_temperature: float = 0.0  # rare-class sampling; 0 disables
     seg_eval_window: tuple[int, ...] = ()  # (h, w) sliding-window inference; () = whole image
+    # Segmenters trained at once in their own processes (01, 06), sharing the CPU threads; 1 on a GPU.
+    seg_workers: int = 2
     # UDA baselines and pseudo-labels (stage 01)
     uda_source: str = "game"
     uda_methods: tuple[str, ...] = ("advent", "road_dst", "road_spt", "road", "self_training")
@@ -158,6 +160,7 @@ PROFILES: dict[str, Profile] = {
         seg_steps=12,
         seg_batch=4,
         seg_crop=(32, 64),
+        seg_workers=1,
         uda_methods=("advent", "road", "self_training"),
         diff_model="micro",
         diff_batch=4,
@@ -207,6 +210,7 @@ PROFILES: dict[str, Profile] = {
         seg_crop=(512, 512),
         seg_rcs_temperature=0.01,
         seg_eval_window=(1024, 1024),
+        seg_workers=1,
         diff_model="stable-diffusion-v1-5/stable-diffusion-v1-5",
         diff_resolution=(512, 1024),
         diff_prediction="epsilon",

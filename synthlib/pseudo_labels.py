@@ -38,16 +38,11 @@ def train_baselines(run_dir: RunDir, cfg: Profile) -> dict[str, str]:
     Returns display name -> model stage.
     """
     target = f"data/{cfg.target}"
-    models = {}
-    for source in cfg.sources:
-        seg.fit(run_dir, cfg, f"data/{source}", "supervised")
-        models[f"source only ({source})"] = seg.model_stage("supervised", f"data/{source}")
-    for method in cfg.uda_methods:
-        seg.fit(run_dir, cfg, f"data/{cfg.uda_source}", method, target=target)
-        models[f"{seg.LABELS[method]} ({cfg.uda_source})"] = seg.model_stage(method, f"data/{cfg.uda_source}")
-    seg.fit(run_dir, cfg, target, "supervised")
-    models[f"oracle ({cfg.target})"] = seg.model_stage("supervised", target)
-    return models
+    jobs = {f"source only ({source})": (f"data/{source}", "supervised", None) for source in cfg.sources}
+    jobs |= {f"{seg.LABELS[m]} ({cfg.uda_source})": (f"data/{cfg.uda_source}", m, target) for m in cfg.uda_methods}
+    jobs[f"oracle ({cfg.target})"] = (target, "supervised", None)
+    seg.fit_many(run_dir, cfg, list(jobs.values()))  # seg_workers at a time
+    return {name: seg.model_stage(method, train_set) for name, (train_set, method, _) in jobs.items()}
 
 
 def quality(run_dir: RunDir, cfg: Profile, models: dict[str, str]) -> pd.DataFrame:

@@ -53,9 +53,9 @@ def train_all(run_dir: RunDir, cfg: Profile, sets: list[str] | None = None, with
     missing = [s for s in sets if s not in done]
     if missing:
         raise ValueError(f"training sets {missing} are not completed stages of run {run_dir.name!r}; completed: {sorted(done)}")
+    seg.fit_many(run_dir, cfg, [(train_set, "supervised", None) for train_set in sets])  # seg_workers at a time
     trained = {}
     for train_set in sets:
-        seg.fit(run_dir, cfg, train_set, "supervised")
         stage = seg.model_stage("supervised", train_set)
         trained[display_name(stage, cfg)] = stage
     oracle = {k: v for k, v in trained.items() if k.startswith("oracle")}

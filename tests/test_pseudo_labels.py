@@ -65,3 +65,35 @@ def test_bad_threshold_and_unknown_method(stripes_run):
         seg.fit(run_dir, cfg, "data/src", "dann")
     with pytest.raises(ValueError, match="adapts to a target"):
         seg.fit(run_dir, cfg, "data/src", "advent")
+
+
+def test_segmenters_train_in_worker_processes_as_they_would_here(tmp_path, monkeypatch):
+    import torch
+
+    from synthlib.segmenters import fit as seg_fit
+
+    def stripes(name):
+        run_dir = runs.open(name, tmp_path)
+        for data_name, tint in (("src", 0), ("tgt", 40)):
+            run_dir.stage(f"data/{data_name}", {"tint": tint}, lambda ctx, t=tint: write_cityscapes(Stripes(16, 0, tint=t), ctx.out, "train", progress=False))
+        return run_dir
+
+    base = dict(sources=["src"], target="tgt", uda_source="src", uda_methods=["advent"], conditions=[], seg_steps=6)
+    here, there = stripes("here"), stripes("there")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # the thread count changes float sums; each of 2 workers gets 1 of these 2
+    try:
+        alone = pseudo_labels.train_baselines(here, profiles.load("smoke", **base, seg_workers=1))
+        torch.set_num_threads(2)
+        side_by_side = pseudo_labels.train_baselines(there, profiles.load("smoke", **base, seg_workers=2))
+    finally:
+        torch.set_num_threads(threads)
+    assert alone == side_by_side and len(alone) == 3
+    for stage in alone.values():
+        a, b = seg.load_model(here, stage).state_dict(), seg.load_model(there, stage).state_dict()
+        assert all(torch.equal(a[k], b[k]) for k in a), stage  # the same training, in another process
+        assert there.manifest(stage)["params"] == here.manifest(stage)["params"]
+
+    # current stages start no process
+    monkeypatch.setattr(seg_fit, "ProcessPoolExecutor", lambda *a, **k: pytest.fail("started processes for current stages"))
+    assert pseudo_labels.train_baselines(there, profiles.load("smoke", **base, seg_workers=2)) == side_by_side

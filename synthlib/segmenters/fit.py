@@ -9,11 +9,17 @@ Both are cached like every stage, so tables can be re-read without retraining.
 from __future__ import annotations
 
 import json
+import multiprocessing
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from accelerate import PartialState
+from tqdm.auto import tqdm
 
 from synthlib.datasets import Dataset, Sample
 from synthlib.labels import IGNORE
@@ -68,6 +74,50 @@ def fit(run_dir: RunDir, cfg: Profile, train_set: str, method: str = "supervised
 
     The target's labels are hidden from training: UDA sees its images only.
     """
+    name, params, build_stage, inputs = _fit_stage(run_dir, cfg, train_set, method, target)
+    return run_dir.stage(name, params, build_stage, inputs=inputs)
+
+
+def fit_many(run_dir: RunDir, cfg: Profile, jobs: Sequence[tuple[str, str, str | None]]) -> list[Path]:
+    """``fit`` for every ``(train_set, method, target)``, up to ``cfg.seg_workers`` at a time in their own processes.
+
+    On a CPU these small segmenters use several cores poorly: two processes of one
+    thread train about 1.5x the steps per second of one process of two threads. The
+    CPU threads are divided among the processes. Stages already current are not
+    retrained. With ``seg_workers`` 1, on a GPU, or under ``accelerate launch``,
+    the segmenters train here one after another. Results are the same stages ``fit`` makes.
+    """
+    jobs = [(train_set, method, target) for train_set, method, target in jobs]
+    todo = [job for job in jobs if not _current(run_dir, cfg, job)]
+    workers = min(cfg.seg_workers, len(todo))
+    if workers > 1 and not torch.cuda.is_available() and PartialState().num_processes == 1:
+        threads = max(1, torch.get_num_threads() // workers)
+        # spawn, not fork: a forked child inherits torch's thread pools in an undefined state
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_set_threads, initargs=(threads,)) as pool:
+            futures = [pool.submit(_fit_elsewhere, run_dir.name, str(run_dir.path.parent), cfg, *job) for job in todo]
+            for future in tqdm(as_completed(futures), total=len(futures), desc=f"segmenters ({workers} processes)"):
+                future.result()  # a failure in a worker is raised here
+    return [fit(run_dir, cfg, *job) for job in jobs]  # current now: each call only finds its stage
+
+
+def _current(run_dir: RunDir, cfg: Profile, job: tuple[str, str, str | None]) -> bool:
+    name, params, _, inputs = _fit_stage(run_dir, cfg, *job)
+    return run_dir.is_current(name, params, inputs)
+
+
+def _set_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+def _fit_elsewhere(run: str, runs_dir: str, cfg: Profile, train_set: str, method: str, target: str | None) -> str:
+    from synthlib import runs
+
+    return str(fit(runs.open(run, runs_dir), cfg, train_set, method, target))
+
+
+def _fit_stage(run_dir: RunDir, cfg: Profile, train_set: str, method: str, target: str | None):
+    """(stage name, params, build, inputs) of ``fit``."""
     s = settings(cfg, method)
     if s.needs_target and target is None:
         raise ValueError(f"method {method!r} adapts to a target: pass target= a dataset stage such as 'data/real'")
@@ -86,7 +136,7 @@ def fit(run_dir: RunDir, cfg: Profile, train_set: str, method: str = "supervised
         ctx.info["final_losses"] = {k: float(np.mean(v[-20:])) for k, v in history.items() if k != "step_seconds"}
         ctx.info["median_step_seconds"] = float(np.median(history["step_seconds"]))
 
-    return run_dir.stage(model_stage(method, train_set), params, build_stage, inputs=inputs)
+    return model_stage(method, train_set), params, build_stage, inputs
 
 
 def load_model(run_dir: RunDir, stage: str):
