@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 
 import pandas as pd
 
@@ -95,13 +94,7 @@ def _linked_run(source: runs.RunDir, name: str, cfg) -> runs.RunDir:
     # Pretraining and stage 1 are linked too: a linked stage whose parameters differ from the variant's is
     # rebuilt in the benchmark run (the link is replaced, the source run's folder is never written).
     optional = [s for s in (diffusion.pretrain.STAGE, diffusion.stage1.STAGE) if source.manifest(s) is not None]
-    for stage in needed + optional:
-        if source.manifest(stage) is None:
-            raise SystemExit(f"run {source.name!r} lacks stage {stage!r}: run notebooks 00 and 01 on it first")
-        link = run_dir.stage_path(stage)
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(source.stage_path(stage).resolve(), link)
+    run_dir.link_from(source, needed + optional, hint=": run notebooks 00 and 01 on it first")
     return run_dir
 
 

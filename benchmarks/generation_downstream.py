@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 
 import pandas as pd
 
@@ -71,13 +70,7 @@ def _linked_run(source: runs.RunDir, name: str, cfg) -> runs.RunDir:
                                                               diffusion.stage2.STAGE, "pseudo_labels"]
     # the MCOC judge, and the oracle that scored stages 1 and 2 (part of their parameters)
     wanted += [s for s in (mcoc.judge_stage(cfg), diffusion_judge(cfg)) if s]
-    for stage in dict.fromkeys(wanted):
-        if source.manifest(stage) is None:
-            raise SystemExit(f"run {source.name!r} lacks stage {stage!r}: run notebooks 00-03 on it first")
-        link = run_dir.stage_path(stage)
-        if not link.exists():
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(source.stage_path(stage).resolve(), link)
+    run_dir.link_from(source, wanted, hint=": run notebooks 00-03 on it first")
     return run_dir
 
 

@@ -223,6 +223,20 @@ class RunDir:
         state.wait_for_everyone()  # no process goes on before the stage exists
         return final
 
+    def link_from(self, source: RunDir, stages: Iterable[str], hint: str = "") -> None:
+        """Make each of ``source``'s ``stages`` a symbolic link here (stages already here stay).
+
+        Benchmarks vary a few stages on top of another run's without writing into it:
+        a linked stage whose parameters no longer match is rebuilt here, replacing the link.
+        """
+        for stage in dict.fromkeys(stages):
+            if source.manifest(stage) is None:
+                raise StageError(f"run {source.name!r} lacks stage {stage!r}{hint}")
+            link = self.stage_path(stage)
+            if not link.exists():
+                link.parent.mkdir(parents=True, exist_ok=True)
+                os.symlink(source.stage_path(stage).resolve(), link)
+
     def dataset(self, name: str, split: str, **options: Any):
         """Open a dataset stage (written in the Cityscapes layout) with the cityscapes adapter."""
         from synthlib.datasets import DatasetError, open_dataset

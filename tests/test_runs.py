@@ -231,3 +231,16 @@ def test_a_stage_under_accelerate_launch_is_built_by_every_process_into_one_fold
     assert json.loads((path / "manifest.json").read_text())["info"] == {"writer": 0}
     assert not any((tmp_path / "r" / ".tmp").iterdir()) and not (tmp_path / "r" / ".work" / "data" / "shared").exists()
     assert result.stdout.count("data/shared: done") == 1 and result.stdout.count("data/shared: up to date") == 1
+
+
+def test_link_from_shares_another_run_s_stages_without_writing_into_it(tmp_path):
+    source, other = runs.open("source", tmp_path), runs.open("other", tmp_path)
+    source.stage("data/a", {"n": 1}, lambda ctx: (ctx.out / "x.txt").write_text("a"))
+    other.link_from(source, ["data/a", "data/a"])
+    assert other.stage_path("data/a").is_symlink() and other.manifest("data/a") == source.manifest("data/a")
+    # a changed stage is rebuilt here, replacing the link; the source keeps its own
+    other.stage("data/a", {"n": 2}, lambda ctx: (ctx.out / "x.txt").write_text("b"))
+    assert not other.stage_path("data/a").is_symlink()
+    assert (source.stage_path("data/a") / "x.txt").read_text() == "a"
+    with pytest.raises(runs.StageError, match="run 'source' lacks stage 'data/b': run 00 first"):
+        other.link_from(source, ["data/b"], hint=": run 00 first")
