@@ -38,13 +38,17 @@ from scipy import ndimage
 
 from synthlib import generation
 from synthlib.datasets import DatasetError, Sample, write_cityscapes
-from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, colorize
+from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, TRAIN_LABELS, colorize
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
 from synthlib.viz import image_grid
 
 #: What happens to an object the judge sees as another class: take that class, become ignore, or nothing.
 RECTIFY_MODES = ("relabel", "ignore", "off")
+#: Which other classes rectification may move an object to: any class, or one of its Cityscapes category.
+RECTIFY_WITHIN = ("any", "category")
+# Category of each trainId (flat, construction, object, nature, sky, human, vehicle).
+_CATEGORY = np.unique([lb.category for lb in TRAIN_LABELS], return_inverse=True)[1]
 SETTINGS_STAGE = "mcoc/settings"
 FILTERED_SUFFIX = "-filtered"
 SPLIT = generation.SPLIT
@@ -202,15 +206,20 @@ def rectify(
     fraction: float = 0.5,
     mode: str = "relabel",
     found: Objects | None = None,
+    within: str = "any",
 ) -> tuple[np.ndarray, pd.DataFrame]:
     """Labels with every object the judge assigns to ONE other class on more than ``fraction`` of its pixels changed.
 
     ``mode`` "relabel" gives the object that class, "ignore" sets it to 255,
-    "off" changes nothing. Returns the new labels (same shape as ``labels``) and
-    one row per changed object: image, object, pixels, class, to, share.
+    "off" changes nothing. ``within`` "category" only considers other classes
+    of the object's Cityscapes category (a train seen as a bus, a sidewalk as
+    road), "any" every class. Returns the new labels (same shape as ``labels``)
+    and one row per changed object: image, object, pixels, class, to, share.
     """
     if mode not in RECTIFY_MODES:
         raise MCOCError(f"rectification mode {mode!r} unknown; valid: {', '.join(RECTIFY_MODES)}")
+    if within not in RECTIFY_WITHIN:
+        raise MCOCError(f"rectification scope {within!r} unknown; valid: {', '.join(RECTIFY_WITHIN)}")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.integer, np.floating)) or not 0.0 <= fraction <= 1.0:
         raise MCOCError(f"rectification fraction {fraction!r} must lie in [0, 1] (e.g. 0.5: most of the object's pixels)")
     single = np.asarray(labels).ndim == 2
@@ -218,7 +227,7 @@ def rectify(
     if predictions.shape != labels.shape:
         raise MCOCError(f"predictions of shape {predictions.shape} do not match the maps' shape {labels.shape}")
     if found is not None:
-        new, table = _rectify(found, labels, predictions, fraction, mode)
+        new, table = _rectify(found, labels, predictions, fraction, mode, within)
     else:
         _check_labels(labels)
         _check_min_pixels(min_pixels)
@@ -227,12 +236,12 @@ def rectify(
         for start in range(0, len(labels), _BLOCK):
             block = slice(start, start + _BLOCK)
             part = _block_objects(labels[block], None if inst is None else inst[block], min_pixels)
-            new_block, changed = _rectify(part, labels[block], predictions[block], fraction, mode)
+            new_block, changed = _rectify(part, labels[block], predictions[block], fraction, mode, within)
             parts.append(new_block)
             tables.append(changed.assign(image=changed["image"] + start, object=changed["object"] + offset))
             offset += len(part)
         new = np.concatenate(parts) if parts else labels.copy()
-        table = pd.concat(tables, ignore_index=True) if tables else _rectify(objects(labels), labels, predictions, fraction, mode)[1]
+        table = pd.concat(tables, ignore_index=True) if tables else _rectify(objects(labels), labels, predictions, fraction, mode, within)[1]
     return (new[0] if single else new), table
 
 
@@ -338,21 +347,26 @@ def filter_set(
     rectify_mode: str | None = None,
     fraction: float | None = None,
     batch_size: int = 64,
+    within: str | None = None,
 ) -> Path:
     """Make (or reuse) stage ``generated/<source>-filtered``: score every image, drop, rectify, write.
 
     Images whose MCOC is under ``threshold`` (default ``mcoc_threshold``) are
     dropped (images without objects are kept); in the others, objects the judge
     assigns to one other class on more than ``fraction`` of their pixels are
-    relabelled or set to ignore (``rectify_mode``, default ``mcoc_rectify``).
-    Writes ``mcoc.csv`` (every image: MCOC, kept, objects changed) and
+    relabelled or set to ignore (``rectify_mode``, default ``mcoc_rectify``);
+    ``within`` (default ``mcoc_rectify_within``) limits that class to the
+    object's Cityscapes category or not. Writes ``mcoc.csv`` (every image: MCOC, kept, objects changed) and
     ``objects.csv`` (every changed object) beside the dataset.
     """
     threshold = check_threshold(cfg.mcoc_threshold if threshold is None else threshold)
     mode = cfg.mcoc_rectify if rectify_mode is None else rectify_mode
     fraction = cfg.mcoc_rectify_fraction if fraction is None else fraction
+    within = cfg.mcoc_rectify_within if within is None else within
     if mode not in RECTIFY_MODES:
         raise MCOCError(f"mcoc_rectify {mode!r} unknown; valid: {', '.join(RECTIFY_MODES)}")
+    if within not in RECTIFY_WITHIN:
+        raise MCOCError(f"mcoc_rectify_within {within!r} unknown; valid: {', '.join(RECTIFY_WITHIN)}")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
         raise MCOCError(f"mcoc_rectify_fraction {fraction!r} must lie in [0, 1] (e.g. 0.5: most of the object's pixels)")
     _check_min_pixels(cfg.mcoc_min_pixels)
@@ -368,6 +382,7 @@ def filter_set(
         "min_pixels": cfg.mcoc_min_pixels,
         "rectify": mode,
         "fraction": float(fraction),
+        "within": within,
         "window": window,
         "judged_share": cfg.mcoc_judged_share,
     }
@@ -388,7 +403,7 @@ def filter_set(
             found = objects(labels, instances, cfg.mcoc_min_pixels, judged)
             scores_ = score(labels, predictions, found=found)
             kept = keep(scores_.image, threshold)
-            new, changed = rectify(labels, predictions, fraction=fraction, mode=mode, found=found)
+            new, changed = rectify(labels, predictions, fraction=fraction, mode=mode, found=found, within=within)
             after = score(new, predictions, found=objects(new, instances, cfg.mcoc_min_pixels, judged)).image
             per_image = changed.groupby("image").size().reindex(range(len(batch)), fill_value=0).to_numpy()
             ids = [x.id for x in batch]
@@ -743,11 +758,15 @@ def _block_objects(labels: np.ndarray, instances: np.ndarray | None, min_pixels:
     return Objects(ids=ids, cls=cls[keep], image=image[keep], pixels=pixels[keep])
 
 
-def _rectify(found: Objects, labels: np.ndarray, predictions: np.ndarray, fraction: float, mode: str) -> tuple[np.ndarray, pd.DataFrame]:
+def _rectify(
+    found: Objects, labels: np.ndarray, predictions: np.ndarray, fraction: float, mode: str, within: str = "any"
+) -> tuple[np.ndarray, pd.DataFrame]:
     n = len(found) + 1
     bins = NUM_CLASSES + 1  # the last bin: predictions that are not classes
     pred = np.where(predictions < NUM_CLASSES, predictions, NUM_CLASSES).astype(np.int64)
     counts = np.bincount((found.ids.astype(np.int64) * bins + pred).reshape(-1), minlength=n * bins).reshape(n, bins)[:, :NUM_CLASSES]
+    if within == "category":
+        counts[_CATEGORY[found.cls][:, None] != _CATEGORY[None, :]] = -1
     counts[np.arange(n), found.cls] = -1  # the object's own class is not "another class"
     other = counts.argmax(1)
     share = counts[np.arange(n), other] / np.maximum(found.pixels, 1)

@@ -119,6 +119,10 @@ class Profile:
     # misses objects that were generated, and at 0.5 rectification wrote those misses into the labels (filtered +
     # rectified 18.8 / 18.8 mIoU flat / game against 19.9 / 18.6 at 0.8; benchmarks/generation_downstream.py).
     mcoc_rectify_fraction: float = 0.8
+    # "category": only to a class of the object's Cityscapes category (a train seen as a bus, sidewalk as road);
+    # "any": to every class, DESIGN §5 as written. Of the objects the default judge relabelled with "any", half were
+    # cars it saw as road: small cars it misses, whose labels rectification then erased.
+    mcoc_rectify_within: str = "category"
     mcoc_grid_guidance: tuple[float, ...] = (1.0, 2.0)  # settings search: guidance scales
     mcoc_grid_conditioning: tuple[float, ...] = (0.75, 1.0, 1.25)  # ... conditioning scales
     mcoc_grid_steps: tuple[int, ...] = (10, 20)  # ... sampling steps
@@ -238,6 +242,7 @@ PROFILES: dict[str, Profile] = {
         mcoc_min_pixels=256,
         mcoc_judged_share=0.0,  # a Cityscapes-level judge sees every class: MCOC exactly as DESIGN §5
         mcoc_rectify_fraction=0.5,  # "mostly" one other class, as DESIGN §5 has it
+        mcoc_rectify_within="any",
         mcoc_grid_conditioning=(0.5, 1.0, 1.5),
         mcoc_grid_steps=(20, 50),
         mcoc_grid_maps=100,

@@ -9,7 +9,7 @@ from synthlib import generation, mcoc, profiles, runs
 from synthlib.datasets import Sample, write_cityscapes
 from synthlib.labels import IGNORE, NUM_CLASSES
 
-ROAD, BUILDING, SKY, PERSON, CAR, BUS, TRAIN = 0, 2, 10, 11, 13, 15, 16
+ROAD, SIDEWALK, BUILDING, SKY, PERSON, CAR, TRUCK, BUS, TRAIN = 0, 1, 2, 10, 11, 13, 14, 15, 16
 
 
 def scene() -> tuple[np.ndarray, np.ndarray]:
@@ -145,6 +145,25 @@ def test_rectification_needs_one_other_class():
     assert changed["to"].tolist() == ["bus"] and (fixed[label == TRAIN] == BUS).all()
 
 
+def test_rectification_within_a_category_keeps_objects_the_judge_missed():
+    label = np.full((10, 20), ROAD, np.uint8)
+    label[1:5, 1:6] = CAR  # 20 pixels the judge sees as road: a small car it missed
+    label[1:5, 10:16] = TRUCK  # 24 pixels it sees as a car
+    label[6:9, 2:8] = SIDEWALK  # 18 pixels it sees as road
+    pred = np.full_like(label, ROAD)
+    pred[1:5, 10:16] = CAR
+    fixed, changed = mcoc.rectify(label, pred, fraction=0.5, within="category")
+    assert sorted(changed[["class", "to"]].values.tolist()) == [["sidewalk", "road"], ["truck", "car"]]
+    assert (fixed[label == CAR] == CAR).all() and (fixed[label == TRUCK] == CAR).all() and (fixed[label == SIDEWALK] == ROAD).all()
+    fixed, changed = mcoc.rectify(label, pred, fraction=0.5)  # "any": the missed car becomes road too
+    assert sorted(changed["class"]) == ["car", "sidewalk", "truck"] and (fixed[label == CAR] == ROAD).all()
+    # a class of another category is no "other class" at all: 60 % road and 40 % truck is not most of the car
+    pred[1:3, 1:5] = TRUCK
+    assert sorted(mcoc.rectify(label, pred, fraction=0.5, within="category")[1]["class"]) == ["sidewalk", "truck"]
+    with pytest.raises(mcoc.MCOCError, match="rectification scope 'near' unknown; valid: any, category"):
+        mcoc.rectify(label, pred, within="near")
+
+
 def test_only_classes_the_judge_sees_on_target_images_make_objects(tmp_path, monkeypatch):
     label, pred = scene()
     judged = np.zeros(NUM_CLASSES, bool)
@@ -247,6 +266,11 @@ def test_filter_stage_drops_rectifies_and_reports(tmp_path, monkeypatch):
     table = mcoc.image_scores(run_dir, "generated/toy").set_index("id")
     assert table.loc["a_bad", "mcoc"] == pytest.approx(0.5) and not table.loc["a_bad", "kept"]
     assert table.loc["a_train", "mcoc"] == pytest.approx(2 / 3) and table.loc["a_train", "mcoc rectified"] == pytest.approx(1.0)
+    changes = mcoc.changed_objects(run_dir, "generated/toy")  # road seen as sky is not rectified: sky is not a "flat" class
+    assert changes[["id", "kept", "class", "to"]].values.tolist() == [["a_train", True, "train", "bus"]]
+    mcoc.filter_set(run_dir, cfg, "generated/toy", threshold=0.6, within="any")  # a changed parameter rebuilds the stage
     changes = mcoc.changed_objects(run_dir, "generated/toy")  # changes of dropped images are listed too, not kept
     assert changes[["id", "kept", "class", "to"]].values.tolist() == [["a_bad", False, "road", "sky"], ["a_train", True, "train", "bus"]]
+    with pytest.raises(mcoc.MCOCError, match="mcoc_rectify_within 'class' unknown; valid: any, category"):
+        mcoc.filter_set(run_dir, cfg, "generated/toy", within="class")
     assert mcoc.summary(run_dir, ["generated/toy"]).loc["generated/toy", "kept"] == 2
