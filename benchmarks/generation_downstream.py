@@ -64,13 +64,21 @@ def main() -> None:
 
 
 def _linked_run(source: runs.RunDir, name: str, cfg) -> runs.RunDir:
-    """A run whose datasets, diffusion stages, judge and pseudo-labels are links to ``source``'s."""
+    """A run whose datasets, diffusion stages, judge and pseudo-labels are links to ``source``'s.
+
+    The source run's generated sets, and the segmenters trained on them, are linked too
+    where they exist: a set whose generation settings the overrides change is rebuilt
+    in place of its link, and an unchanged one (``mcoc_*`` overrides) is not made again.
+    """
     run_dir = runs.open(name, source.path.parent)
     wanted = [f"data/{n}" for n in data.dataset_names(cfg)] + [diffusion.pretrain.STAGE, diffusion.stage1.STAGE,
                                                               diffusion.stage2.STAGE, "pseudo_labels"]
     # the MCOC judge, and the oracle that scored stages 1 and 2 (part of their parameters)
     wanted += [s for s in (mcoc.judge_stage(cfg), diffusion_judge(cfg)) if s]
     run_dir.link_from(source, wanted, hint=": run notebooks 00-03 on it first")
+    unfiltered = [generation.stage_name(src) for src in generation.sources(cfg)]
+    models = [fit.model_stage("supervised", s) for s in unfiltered]
+    run_dir.link_from(source, [s for s in unfiltered + models + [f"eval/{m}" for m in models] if source.manifest(s) is not None])
     return run_dir
 
 
