@@ -15,7 +15,8 @@ run's pseudo-labeller by default, never the target oracle (it saw target
 labels). Output: stage ``generated/<source>-filtered`` (images under
 ``mcoc_threshold`` dropped, objects the judge sees as ONE other class for more
 than ``mcoc_rectify_fraction`` of their pixels relabelled to it or set to
-ignore), with ``mcoc.csv`` (every image's score) and ``objects.csv`` (every
+ignore; with ``mcoc_rectify_within="category"`` only classes of the object's
+Cityscapes category count, since a judge that misses a small car sees road), with ``mcoc.csv`` (every image's score) and ``objects.csv`` (every
 changed object); and stage ``mcoc/settings``: the MCOC of a small grid of
 generation settings on held-out maps, to choose guidance, conditioning scale
 and steps.
