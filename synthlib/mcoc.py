@@ -16,8 +16,9 @@ labels). Output: stage ``generated/<source>-filtered`` (images under
 ``mcoc_threshold`` dropped, objects the judge sees as ONE other class for more
 than ``mcoc_rectify_fraction`` of their pixels relabelled to it or set to
 ignore; with ``mcoc_rectify_within="category"`` only classes of the object's
-Cityscapes category count, since a judge that misses a small car sees road), with ``mcoc.csv`` (every image's score) and ``objects.csv`` (every
-changed object); and stage ``mcoc/settings``: the MCOC of a small grid of
+Cityscapes category count, since a judge that misses a small car sees road),
+with ``mcoc.csv`` (every image's score) and ``objects.csv`` (every changed
+object); and stage ``mcoc/settings``: the MCOC of a small grid of
 generation settings on held-out maps, to choose guidance, conditioning scale
 and steps.
 """
@@ -357,8 +358,9 @@ def filter_set(
     assigns to one other class on more than ``fraction`` of their pixels are
     relabelled or set to ignore (``rectify_mode``, default ``mcoc_rectify``);
     ``within`` (default ``mcoc_rectify_within``) limits that class to the
-    object's Cityscapes category or not. Writes ``mcoc.csv`` (every image: MCOC, kept, objects changed) and
-    ``objects.csv`` (every changed object) beside the dataset.
+    object's Cityscapes category or not. Writes ``mcoc.csv`` (every image:
+    MCOC, kept, objects changed) and ``objects.csv`` (every changed object)
+    beside the dataset.
     """
     threshold = check_threshold(cfg.mcoc_threshold if threshold is None else threshold)
     mode = cfg.mcoc_rectify if rectify_mode is None else rectify_mode
