@@ -94,33 +94,6 @@ def test_segmenters_train_in_worker_processes_as_they_would_here(tmp_path, monke
         assert all(torch.equal(a[k], b[k]) for k in a), stage  # the same training, in another process
         assert there.manifest(stage)["params"] == here.manifest(stage)["params"]
 
-    # the adapting method, the longest job, starts first
-    import concurrent.futures
-
-    class Recorder:
-        """Runs each job here, in order, and keeps the methods in the order they were started."""
-
-        started: list[str] = []
-
-        def __init__(self, *args, **kwargs):
-            pass
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            return False
-
-        def submit(self, fn, *args):
-            Recorder.started.append(args[4])  # run, runs dir, profile, train set, method, target
-            future = concurrent.futures.Future()
-            future.set_result(fn(*args))
-            return future
-
-    monkeypatch.setattr(seg_fit, "ProcessPoolExecutor", Recorder)
-    pseudo_labels.train_baselines(stripes("order"), profiles.load("smoke", **base, seg_workers=2))
-    assert Recorder.started == ["advent", "supervised", "supervised"]
-
     # current stages start no process
     monkeypatch.setattr(seg_fit, "ProcessPoolExecutor", lambda *a, **k: pytest.fail("started processes for current stages"))
     assert pseudo_labels.train_baselines(there, profiles.load("smoke", **base, seg_workers=2)) == side_by_side

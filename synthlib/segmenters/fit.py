@@ -88,10 +88,7 @@ def fit_many(run_dir: RunDir, cfg: Profile, jobs: Sequence[tuple[str, str, str |
     the segmenters train here one after another. Results are the same stages ``fit`` makes.
     """
     jobs = [(train_set, method, target) for train_set, method, target in jobs]
-    # Adapting methods also train on a target batch, about twice a supervised segmenter's time. Started first, they
-    # leave the short jobs for the end, so no worker idles long while the last long one finishes.
     todo = [job for job in jobs if not _current(run_dir, cfg, job)]
-    todo.sort(key=lambda job: not settings(cfg, job[1]).needs_target)
     workers = min(cfg.seg_workers, len(todo))
     if workers > 1 and not torch.cuda.is_available() and PartialState().num_processes == 1:
         threads = max(1, torch.get_num_threads() // workers)
