@@ -6,7 +6,8 @@ Every row of the main table is one segmenter trained once. This retrains the row
 the issue-6 targets compare (source only, the generated sets unfiltered and filtered, the
 UDA methods named by ``--uda``) with other seeds: other initial weights, crops and batch
 order, on the same training sets. Each seed trains in a run ``<run>-seed<k>`` that links
-the source run's datasets and training sets (nothing of the source run is written).
+the source run's datasets and training sets, so nothing of the source run is written;
+the run's own seed reads 06's models (trained there if missing).
 Prints mIoU on target val per seed with the mean and standard deviation per row, and
 writes the table ``segmenter_seeds`` into the source run's tables.
 """
@@ -51,7 +52,7 @@ def main() -> None:
         run_dir.link_from(source, sorted(needed), hint=": run notebooks 00-06 on it first")
         columns[f"seed {seed}"] = _miou(run_dir, seed_cfg, jobs, sets)
     table = pd.DataFrame(columns).rename_axis("training data / method")
-    table["mean"], table["std"] = table.mean(axis=1), table[list(columns)].std(axis=1)
+    table = table.assign(mean=table.mean(axis=1), std=table.std(axis=1))
     print(f"mIoU (%) on {cfg.target} val")
     print(table.round(2).to_string())
     report.write_table(table, source, cfg, "segmenter_seeds",
