@@ -1,8 +1,13 @@
 """The ``synthlib`` command: ``reproduce`` runs the notebooks in order, ``profiles`` lists profiles.
 
 ``synthlib reproduce --profile smoke --run ci --only 00,01`` executes
-``notebooks/00_*.ipynb``, ``01_*.ipynb`` ... with papermill, passing ``profile``
-and ``run`` as parameters; executed copies are kept in ``runs/<run>/notebooks``.
+``notebooks/00_*.ipynb``, ``01_*.ipynb`` ... with papermill, passing ``profile``,
+``run`` and ``overrides`` as parameters; executed copies are kept in
+``runs/<run>/notebooks``. ``--config my.yaml`` takes a user profile (base
+profile, roots, fields), ``--set FIELD=VALUE`` and ``--roots NAME=FOLDER``
+override single fields and dataset roots; all are checked before a kernel
+starts and recorded in ``runs/<run>/run.json``. Each cell may run for the
+profile's ``cell_timeout`` seconds.
 Finished stages are cached, so a second call resumes where the first stopped.
 ``--jobs 2`` runs independent notebooks side by side: a notebook waits for the
 ones its metadata ``synthlib.needs`` names (number prefixes or names, e.g.
@@ -18,9 +23,15 @@ import subprocess
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from synthlib import profiles, runs
+
+#: How the last ``reproduce`` of a run was asked for, under the run directory.
+RUN_RECORD = "run.json"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     rep = sub.add_parser("reproduce", help="execute the notebooks in order with papermill")
     rep.add_argument("--profile", default=None, help=f"one of {', '.join(profiles.names())} (default: $SYNTHLIB_PROFILE or default)")
+    _profile_options(rep)
     rep.add_argument("--run", default=None, help="run directory name under runs/ (default: the profile's name)")
     rep.add_argument("--only", default=None, help="comma-separated notebook numbers, e.g. 00,01,06")
     rep.add_argument("--notebooks", type=Path, default=None, help="folder of the notebooks (default: the checkout's notebooks/)")
@@ -47,15 +59,21 @@ def main(argv: list[str] | None = None) -> int:
     res.add_argument("--run", default="default", help="run directory name under runs/")
     res.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
     res.add_argument("--to", type=Path, default=None, help="destination (default: the checkout's results/)")
-    prof = sub.add_parser("profiles", help="print the profiles and their fields")
+    prof = sub.add_parser("profiles", help="print the profiles and their fields (with --config/--set/--roots: the resolved one too)")
     prof.add_argument("name", nargs="?", default=None)
+    _profile_options(prof)
     args = parser.parse_args(argv)
     try:
-        if args.command == "profiles":
-            return _profiles(args.name)
         if args.command == "results":
             return _results(args.run, args.runs_dir, args.to)
-        return reproduce(args.profile, args.run, args.only, args.notebooks, args.runs_dir, args.results, args.jobs)
+        overrides = profiles.parse_assignments(args.set)
+        roots = profiles.parse_roots(args.roots)
+        if args.command == "profiles":
+            return _profiles(args.name, args.config, overrides, roots)
+        return reproduce(
+            args.profile, args.run, args.only, args.notebooks, args.runs_dir, args.results, args.jobs,
+            config=args.config, overrides=overrides, roots=roots,
+        )  # fmt: skip
     except (profiles.ProfileError, runs.StageError, FileNotFoundError, ValueError) as e:
         print(f"synthlib: error: {e}", file=sys.stderr)
         return 2
@@ -69,21 +87,41 @@ def reproduce(
     runs_dir: Path | None = None,
     results: Path | None = None,
     jobs: int = 1,
+    config: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    roots: dict[str, str] | None = None,
 ) -> int:
     """Execute the selected notebooks (in order, or ``jobs`` at once where their needs allow),
     then publish the run's tables; 0 on success, 1 when a notebook fails.
+
+    ``config`` is a user profile file (instead of ``profile``), ``overrides`` profile
+    fields and ``roots`` dataset folders on top of it. Every one of them, and every
+    dataset root's layout, is checked before the first kernel starts.
     """
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
-    cfg = profiles.load(profile)  # fail on an unknown profile before starting a kernel
-    run_dir = runs.open(run or cfg.name, runs_dir)
+    if config is not None and profile is not None:
+        raise ValueError("give --profile or --config, not both: a user profile names its base profile (base: paper)")
+    if config is not None and not Path(config).expanduser().is_file():
+        raise FileNotFoundError(f"--config {config}: no such file (expected a YAML user profile: base:, roots:, fields)")
+    source = str(Path(config).expanduser().resolve()) if config is not None else profile
+    overrides = dict(overrides or {})
+    if roots:
+        overrides["roots"] = {**overrides.get("roots", {}), **roots}
+    cfg = profiles.load(source, overrides)  # unknown fields, wrong types: before starting a kernel
+    from synthlib import data
+
+    data.check_roots(cfg)  # a missing root or one whose layout its adapter does not recognise
+    run_dir = runs.open(run or (Path(config).stem if config is not None else cfg.name), runs_dir)
     selected = select_notebooks(notebooks or default_notebooks_dir(), only)
     needs = {nb: needed_by(nb, selected) for nb in selected}
     out_dir = run_dir.path / "notebooks"
     out_dir.mkdir(exist_ok=True)
+    _record(run_dir, source or cfg.name, config, overrides, cfg)
     # The kernels inherit the environment: point them at the same profile and runs folder.
-    os.environ[profiles.ENV_VAR] = cfg.name
+    os.environ[profiles.ENV_VAR] = source or cfg.name
     os.environ[runs.RUNS_ENV_VAR] = str(run_dir.path.parent.resolve())
+    settings = _Settings(source or cfg.name, overrides, cfg.cell_timeout)
 
     pending, running, done, failed = list(selected), {}, set(), None
     with ThreadPoolExecutor(max_workers=jobs) as pool:
@@ -95,7 +133,7 @@ def reproduce(
                 threads = _threads(len(running) + len(starting)) if jobs > 1 else None
                 print(f"[{len(selected) - len(pending)}/{len(selected)}] {nb.name} (profile {cfg.name}, run {run_dir.name}"
                       + (f", {threads} thread(s))" if threads else ")"), flush=True)  # fmt: skip
-                running[pool.submit(_execute, nb, out_dir / nb.name, cfg.name, run_dir.name, threads, jobs == 1)] = nb
+                running[pool.submit(_execute, nb, out_dir / nb.name, settings, run_dir.name, threads, jobs == 1)] = nb
             if not running:
                 break  # a failure stopped the schedule
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -113,7 +151,7 @@ def reproduce(
     if (run_dir.path / "tables").is_dir():
         from synthlib import report
 
-        results = results or default_results_dir(cfg.name)
+        results = results or default_results_dir(run_dir.name if config is not None else cfg.name)
         copied = report.publish(run_dir, results)
         print(f"copied {len(copied)} table and figure file(s) to {results}")
     return 0
@@ -143,16 +181,27 @@ def _threads(running: int) -> int | None:
     return max(1, (os.cpu_count() or 1) // running)
 
 
-def _execute(nb: Path, out: Path, profile: str, run: str, threads: int | None, show: bool) -> str | None:
+@dataclass(frozen=True)
+class _Settings:
+    """What every notebook of one ``reproduce`` call is given."""
+
+    profile: str  # a profile name or a user profile's absolute path
+    overrides: dict[str, Any]
+    cell_timeout: int  # seconds; 0 = none
+
+
+def _execute(nb: Path, out: Path, settings: _Settings, run: str, threads: int | None, show: bool) -> str | None:
     """Run one notebook with papermill in its own process; None on success, else what failed where.
 
     A process per notebook (papermill's command line) lets each kernel get its own thread count.
     Side by side, the kernel's progress goes to ``<executed copy>.log`` instead of the terminal.
     """
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
-    # -r: raw strings, so a run named "2024" stays a name
-    cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-r", "profile", profile, "-r", "run", run,
-           "--cwd", str(nb.parent), "-k", "python3"]  # fmt: skip
+    # -r: raw strings, so a run named "2024" stays a name; -y: the overrides as YAML (JSON is YAML)
+    cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-r", "profile", settings.profile, "-r", "run", run,
+           "-y", json.dumps({"overrides": settings.overrides}), "--cwd", str(nb.parent), "-k", "python3"]  # fmt: skip
+    if settings.cell_timeout:
+        cmd += ["--execution-timeout", str(settings.cell_timeout)]
     t0 = time.perf_counter()
     if show:
         code = subprocess.run(cmd, env=env).returncode
@@ -162,10 +211,10 @@ def _execute(nb: Path, out: Path, profile: str, run: str, threads: int | None, s
         print(f"  {nb.name}: {'done' if code == 0 else 'failed'} in {time.perf_counter() - t0:.0f} s", flush=True)
     if code == 0:
         return None
-    return _failure(nb, out)
+    return _failure(nb, out, settings.cell_timeout)
 
 
-def _failure(nb: Path, out: Path) -> str:
+def _failure(nb: Path, out: Path, timeout: int = 0) -> str:
     """Which cell of the executed copy failed and how, read from the copy papermill saved."""
     where = f"The executed copy with the full traceback is {out}"
     if not out.is_file():
@@ -173,12 +222,18 @@ def _failure(nb: Path, out: Path) -> str:
     # papermill's own red error banners are not cells of the notebook: leave them out of the count
     cells = [c for c in json.loads(out.read_text())["cells"] if "papermill-error-cell-tag" not in c["metadata"].get("tags", [])]
     for index, cell in enumerate(cells):
+        source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        first_line = next((line for line in source.splitlines() if line.strip()), "")
         for output in cell.get("outputs", []):
-            if output.get("output_type") == "error":
-                source = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-                first_line = next((line for line in source.splitlines() if line.strip()), "")
-                return (f"{nb.name} failed in cell {index + 1} of the executed copy (starting `{first_line[:80]}`): "
-                        f"{output['ename']}: {output['evalue']}\n{where}")  # fmt: skip
+            if output.get("output_type") != "error":
+                continue
+            # nbclient interrupts the kernel when a cell runs past the execution timeout
+            if timeout and output["ename"] == "KeyboardInterrupt":
+                return (f"{nb.name}: cell {index + 1} of the executed copy (starting `{first_line[:80]}`) did not finish "
+                        f"within the cell timeout of {timeout} s (profile field cell_timeout); raise it with "
+                        f"--set cell_timeout=SECONDS if the cell is slow rather than stuck\n{where}")  # fmt: skip
+            return (f"{nb.name} failed in cell {index + 1} of the executed copy (starting `{first_line[:80]}`): "
+                    f"{output['ename']}: {output['evalue']}\n{where}")  # fmt: skip
     return f"{nb.name} failed. {where}"
 
 
@@ -224,13 +279,49 @@ def _results(run: str, runs_dir: Path | None, to: Path | None) -> int:
     return 0
 
 
-def _profiles(name: str | None) -> int:
-    table = profiles.describe()
-    if name is not None:
-        profiles.load(name)  # validates the name with a helpful error
-        table = table[[name]]
-    print(table.to_string())
+def _profiles(name: str | None, config: Path | None, overrides: dict[str, Any], roots: dict[str, str]) -> int:
+    if config is None and not overrides and not roots:
+        table = profiles.describe()
+        if name is not None:
+            profiles.load(name)  # validates the name with a helpful error
+            table = table[[name]]
+        print(table.to_string())
+        return 0
+    if config is not None and name is not None:
+        raise ValueError("give a profile name or --config, not both: a user profile names its base profile")
+    if roots:
+        overrides = {**overrides, "roots": {**overrides.get("roots", {}), **roots}}
+    cfg = profiles.load(str(config) if config is not None else name, overrides)
+    table = profiles.describe(cfg)
+    print(table[[cfg.name, table.columns[-1]]].to_string())
     return 0
+
+
+def _profile_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, default=None, help="a user profile (YAML): base: PROFILE, roots: {NAME: FOLDER}, and fields")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE",
+        help="override a profile field (repeatable); VALUE is read as JSON where it parses, e.g. seg_steps=2000, "
+        "seg_crop=[256,256], diff_model=/models/sd",
+    )  # fmt: skip
+    parser.add_argument("--roots", action="append", default=[], metavar="NAME=FOLDER", help="a dataset's root folder (repeatable), e.g. gta5=/data/gta5")
+
+
+def _record(run_dir: runs.RunDir, source: str, config: str | Path | None, overrides: dict[str, Any], cfg: profiles.Profile) -> None:
+    """Write ``run.json``: how this ``reproduce`` was asked for and the profile it resolved to (the last call's)."""
+    record = {
+        "profile": source,
+        "user_profile": str(Path(config).expanduser().resolve()) if config is not None else None,
+        "user_profile_text": Path(config).expanduser().read_text() if config is not None else None,
+        "overrides": overrides,
+        "resolved": profiles.as_dict(cfg),
+        "command": sys.argv,
+        "git": runs.git_revision(),
+        "started": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    tmp = run_dir.path / f".{RUN_RECORD}.tmp"
+    tmp.write_text(json.dumps(record, indent=2))
+    tmp.replace(run_dir.path / RUN_RECORD)
 
 
 if __name__ == "__main__":

@@ -73,8 +73,11 @@ def splits_of(name: str, cfg: Profile) -> tuple[str, ...]:
 
 
 def source_spec(name: str, cfg: Profile, roots: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """How dataset ``name`` is opened: adapter kind, root and options (JSON-ready, hashed)."""
-    roots = dict(roots or {})
+    """How dataset ``name`` is opened: adapter kind, root and options (JSON-ready, hashed).
+
+    Roots come from the profile's ``roots`` field, with ``roots`` winning per dataset.
+    """
+    roots = {**cfg.roots, **(roots or {})}
     name, _, look = name.partition(AS)
     base, _, condition = name.partition("-")
     if look and (base not in minicity.STYLES or look not in minicity.STYLES or condition):
@@ -97,7 +100,8 @@ def source_spec(name: str, cfg: Profile, roots: Mapping[str, Any] | None = None)
     if key not in roots:
         raise DatasetError(
             f"dataset {name!r} (from the profile's sources/target/conditions) is not a minicity style "
-            f"({', '.join(minicity.STYLES)}) and has no root: pass roots={{{key!r}: '/path/to/{key}'}}"
+            f"({', '.join(minicity.STYLES)}) and has no root: pass roots={{{key!r}: '/path/to/{key}'}}, "
+            f"--roots {key}=/path/to/{key}, or roots: in a user profile"
         )
     entry = roots[key]
     spec = dict(entry) if isinstance(entry, Mapping) else {"root": entry}
@@ -106,6 +110,22 @@ def source_spec(name: str, cfg: Profile, roots: Mapping[str, Any] | None = None)
     if condition:
         spec["conditions"] = [condition]
     return {"kind": kind, "root": root, "options": spec, "sizes": {"train": cfg.max_train, "val": cfg.max_val}}
+
+
+def check_roots(cfg: Profile, roots: Mapping[str, Any] | None = None) -> dict[str, dict[str, int]]:
+    """Open every real dataset of the run once, before anything runs: {name: {split: images}}.
+
+    Raises ``DatasetError`` for a dataset without a root, a root that does not
+    exist, or one whose layout its adapter does not recognise (the adapters
+    index their files when opened, so a wrong folder fails here, not in 00).
+    """
+    found = {}
+    for name in dataset_names(cfg):
+        spec = source_spec(name, cfg, roots)
+        if spec["kind"] == "minicity":
+            continue
+        found[name] = {split: len(open_source(spec, split)) for split in splits_of(name, cfg)}
+    return found
 
 
 def open_source(spec: Mapping[str, Any], split: str) -> Dataset:

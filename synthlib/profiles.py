@@ -2,23 +2,39 @@
 
 Three profiles, ``smoke`` (CI, seconds), ``default`` (a laptop, minutes) and
 ``paper`` (a GPU workstation with real data and Stable Diffusion). A notebook
-parameter overrides one field: ``load("default", n_train=100)``. The profile
-name comes from the argument, else the ``SYNTHLIB_PROFILE`` environment
-variable, else ``default``.
+parameter overrides one field: ``load("default", minicity_train=100)``; an
+``overrides`` mapping overrides any: ``load("paper", {"seg_steps": 2000})``. The
+profile comes from the argument, else the ``SYNTHLIB_PROFILE`` environment
+variable, else ``default``; either may also name a *user profile*, a YAML (or
+JSON) file with a base profile, fields and dataset roots::
+
+    base: paper
+    roots: {gta5: /data/gta5, cityscapes: /data/cityscapes, acdc: /data/acdc}
+    diff_model: /models/stable-diffusion-v1-5
+    seg_steps: 2000
+
+Relative roots and model folders in such a file are taken relative to the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import types
 import typing
-from dataclasses import dataclass, fields, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 ENV_VAR = "SYNTHLIB_PROFILE"
+#: File suffixes of user profiles.
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+#: Fields that name a model by local folder or hub id: relative folders in a user profile resolve against the file.
+_MODEL_FIELDS = ("seg_model", "pseudo_labeller", "mcoc_judge", "diff_model", "diff_depth_model")
 
 
 class ProfileError(ValueError):
@@ -31,6 +47,12 @@ class Profile:
 
     name: str = "default"
     seed: int = 0
+    # Real datasets by name: a folder, or {"root": folder, "kind": adapter, ...adapter options}
+    # (synthlib.data.source_spec). minicity styles need none.
+    roots: dict[str, Any] = field(default_factory=dict)
+    # Seconds one notebook cell may run under `synthlib reproduce` before the run stops with an
+    # error naming the notebook and cell; 0 = no limit. Generous: it catches hangs, not slow stages.
+    cell_timeout: int = 6 * 3600
     # Image size (height, width) of the embedded world and the models trained on it.
     height: int = 64
     width: int = 128
@@ -154,6 +176,7 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile(
         name="smoke",
+        cell_timeout=1800,
         height=32,
         width=64,
         minicity_train=24,
@@ -200,6 +223,7 @@ PROFILES: dict[str, Profile] = {
     "default": Profile(),
     "paper": Profile(
         name="paper",
+        cell_timeout=7 * 24 * 3600,  # stage 2 at 20,000 SD steps is one cell of many hours
         height=512,
         width=1024,
         sources=("gta5", "synthia"),
@@ -269,31 +293,131 @@ def field_names() -> list[str]:
     return [f.name for f in fields(Profile) if f.name != "name"]
 
 
-def load(profile: str | None = None, **overrides: Any) -> Profile:
-    """The named profile (or ``$SYNTHLIB_PROFILE``, or ``default``) with fields overridden.
+def load(profile: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None, **fields_: Any) -> Profile:
+    """The profile (a name or a user-profile file; else ``$SYNTHLIB_PROFILE``, else ``default``) with fields overridden.
 
-    Overrides whose value is None are ignored, so notebook parameters can default
-    to None ("use the profile's value"). Lists are accepted for tuple fields.
+    Layers, each over the one before: the base profile, the user profile's
+    fields, ``overrides`` (any fields, e.g. a notebook's ``overrides`` parameter
+    that papermill fills), then keyword arguments (a notebook's named
+    parameters). Values that are None are ignored, so notebook parameters can
+    default to None ("use the profile's value"). Lists are accepted for tuple
+    fields. ``roots`` mappings are merged, later layers winning per dataset.
     """
-    name = profile or os.environ.get(ENV_VAR) or "default"
-    if name not in PROFILES:
+    name = str(profile) if profile else os.environ.get(ENV_VAR) or "default"
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if is_user_profile(name):
+        base, file_fields = read_user_profile(name)
+        layers.append((f"user profile {name}", file_fields))
+    elif name in PROFILES:
+        base = name
+    else:
         source = "profile" if profile else f"${ENV_VAR}"
-        raise ProfileError(f"{source}={name!r} is not a profile; valid profiles: {', '.join(PROFILES)}")
-    base = PROFILES[name]
+        raise ProfileError(
+            f"{source}={name!r} is not a profile; valid profiles: {', '.join(PROFILES)}, "
+            f"or a user profile file ({', '.join(CONFIG_SUFFIXES)})"
+        )
+    layers += [("overrides", overrides or {}), ("", fields_)]
     hints = typing.get_type_hints(Profile)
-    changes = {}
-    for key, value in overrides.items():
-        if value is None:
-            continue
-        if key not in hints or key == "name":
-            raise ProfileError(f"{key!r} is not a profile field; valid fields: {', '.join(field_names())}")
-        changes[key] = _coerce(key, value, hints[key])
-    return replace(base, **changes)
+    changes: dict[str, Any] = {}
+    for where, values in layers:
+        if not isinstance(values, Mapping):
+            raise ProfileError(f"{where}: expected a mapping of profile fields to values, got {values!r}")
+        for key, value in values.items():
+            if value is None:
+                continue
+            if key not in hints or key == "name":
+                prefix = f"{where}: " if where else ""
+                raise ProfileError(f"{prefix}{key!r} is not a profile field; valid fields: {', '.join(field_names())}")
+            value = _coerce(key, value, hints[key])
+            changes[key] = {**changes.get(key, {}), **value} if key == "roots" else value
+    return replace(PROFILES[base], **changes)
 
 
-def describe() -> pd.DataFrame:
-    """A table of every profile (columns) and field (rows)."""
-    return pd.DataFrame({name: dataclasses.asdict(p) for name, p in PROFILES.items()}).drop(index="name")
+def is_user_profile(name: str | os.PathLike) -> bool:
+    """True when ``name`` names a user-profile file rather than a built-in profile."""
+    text = str(name)
+    return text.endswith(CONFIG_SUFFIXES) or (os.sep in text and Path(text).is_file())
+
+
+def read_user_profile(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
+    """(base profile name, fields) of a user-profile file; relative roots and model folders resolved against it.
+
+    The file is YAML (JSON is YAML too): ``base`` names a built-in profile
+    (default ``default``), ``roots`` maps dataset names to folders, and every
+    other key is a profile field. Field names and types are checked by ``load``.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise ProfileError(f"user profile {path} does not exist (expected a YAML file with base:, roots: and profile fields)")
+    import yaml  # papermill's dependency too
+
+    try:
+        data = yaml.safe_load(path.read_text())  # JSON is YAML
+    except yaml.YAMLError as e:
+        raise ProfileError(f"user profile {path}: not valid YAML: {e}") from e
+    data = {} if data is None else data
+    if not isinstance(data, dict):
+        raise ProfileError(f"user profile {path}: expected a mapping (base:, roots:, fields), got {type(data).__name__}")
+    data = dict(data)
+    base = data.pop("base", "default")
+    if base not in PROFILES:
+        raise ProfileError(f"user profile {path}: base {base!r} is not a profile; valid profiles: {', '.join(PROFILES)}")
+    here = path.resolve().parent
+    if isinstance(data.get("roots"), Mapping):
+        data["roots"] = {k: _resolve_root(v, here) for k, v in data["roots"].items()}
+    for key in _MODEL_FIELDS:
+        value = data.get(key)
+        if isinstance(value, str) and value and (value.startswith(".") or (here / value).exists()):
+            data[key] = str((here / value).resolve())
+    return base, data
+
+
+def parse_assignments(items: list[str] | tuple[str, ...], option: str = "--set") -> dict[str, Any]:
+    """``["seg_steps=200", "sources=gta5,synthia"]`` -> field values, as ``synthlib reproduce --set`` takes them.
+
+    A value is parsed as JSON where it parses (numbers, booleans, lists), else
+    kept as text; a text field keeps the text as typed, and a list field also
+    takes comma-separated items. ``load`` checks names and types.
+    """
+    hints = typing.get_type_hints(Profile)
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ProfileError(f"{option} {item!r}: expected FIELD=VALUE, e.g. {option} seg_steps=2000")
+        value = _parse_json(text)
+        hint = hints.get(key)
+        if hint is str:
+            value = text
+        elif typing.get_origin(hint) is tuple and isinstance(value, str):
+            value = [_parse_json(part.strip()) for part in text.split(",") if part.strip()]
+        out[key] = value
+    return out
+
+
+def parse_roots(items: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """``["gta5=/data/gta5"]`` -> ``{"gta5": "/data/gta5"}`` (absolute), as ``--roots`` takes them."""
+    out = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip() or not text.strip():
+            raise ProfileError(f"--roots {item!r}: expected NAME=FOLDER, e.g. --roots gta5=/data/gta5")
+        out[key.strip()] = str(Path(text.strip()).expanduser().resolve())
+    return out
+
+
+def describe(*extra: Profile) -> pd.DataFrame:
+    """A table of every profile (columns) and field (rows); ``extra`` profiles (e.g. a loaded user profile) added."""
+    columns = {name: as_dict(p) for name, p in PROFILES.items()}
+    for i, p in enumerate(extra):
+        columns[f"{p.name} (user{'' if len(extra) == 1 else f' {i + 1}'})"] = as_dict(p)
+    return pd.DataFrame({k: pd.Series(v, dtype=object) for k, v in columns.items()}).drop(index="name")
+
+
+def as_dict(cfg: Profile) -> dict[str, Any]:
+    """Every field of ``cfg``, JSON-ready (tuples as lists)."""
+    return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
 def _coerce(key: str, value: Any, hint: Any) -> Any:
@@ -312,6 +436,16 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
             except ProfileError as e:
                 errors.append(str(e))
         raise ProfileError(errors[0])
+    if origin is dict:
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ProfileError(f"profile field {key!r} expects a mapping of names to values, got {value!r}")
+        if key == "roots":
+            for name, entry in value.items():
+                ok = isinstance(entry, (str, os.PathLike)) or (isinstance(entry, Mapping) and "root" in entry)
+                if not ok:
+                    raise ProfileError(f"roots[{name!r}] must be a folder or {{'root': folder, ...}}, got {entry!r}")
+            return {k: (str(v) if isinstance(v, os.PathLike) else v) for k, v in value.items()}
+        return dict(value)
     if origin is tuple:
         args = typing.get_args(hint)
         if not isinstance(value, (list, tuple)):
@@ -327,3 +461,19 @@ def _coerce(key: str, value: Any, hint: Any) -> Any:
 
 def _type_name(hint: Any) -> str:
     return getattr(hint, "__name__", str(hint))
+
+
+def _parse_json(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def _resolve_root(entry: Any, here: Path) -> Any:
+    """A root folder from a user profile, absolute (relative ones are relative to the file)."""
+    if isinstance(entry, str):
+        return str((here / Path(entry).expanduser()).resolve())
+    if isinstance(entry, Mapping) and isinstance(entry.get("root"), str):
+        return {**entry, "root": _resolve_root(entry["root"], here)}
+    return entry

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 
 import matplotlib.pyplot as plt
@@ -111,19 +112,42 @@ def class_frequency_plot(table: pd.DataFrame, measure: str = "pixels %", log: bo
 
 
 def browse(datasets: Mapping[str, Dataset], panels: Sequence[str] = ("image", "label", "depth")):
-    """An ipywidgets browser: pick a dataset and an index, see its panels."""
+    """An ipywidgets browser: pick a dataset and an index, see its panels.
+
+    The view is an ``Image`` widget holding a PNG, not a plot inside an ``Output``
+    widget (what ``ipywidgets.interactive`` uses). Headless runners (papermill,
+    nbval: nbclient) mirror an Output widget's outputs back to the kernel over the
+    shell channel while they wait on that channel for the cell's reply; with a large
+    figure the reply is never seen and the run hangs with the kernel idle. An Image
+    widget's value only travels from the kernel to the client.
+    """
     import ipywidgets as widgets
 
     names = list(datasets)
+    if not names:
+        raise ValueError("browse: no datasets to show")
     choose = widgets.Dropdown(options=names, description="dataset")
     index = widgets.IntSlider(min=0, max=max(len(datasets[names[0]]) - 1, 0), description="index")
+    view = widgets.Image(format="png")
 
-    def show(name: str, i: int) -> None:
-        index.max = max(len(datasets[name]) - 1, 0)
-        fig = sample_grid({name: datasets[name]}, n=1, start=min(i, index.max), panels=panels, cell_inches=3)
-        plt.show(fig)
+    def show(_change=None) -> None:
+        dataset = datasets[choose.value]
+        index.max = max(len(dataset) - 1, 0)
+        fig = sample_grid({choose.value: dataset}, n=1, start=min(index.value, index.max), panels=panels, cell_inches=3)
+        view.value = figure_png(fig)
+        plt.close(fig)
 
-    return widgets.interactive(show, name=choose, i=index)
+    choose.observe(show, names="value")
+    index.observe(show, names="value")
+    show()
+    return widgets.VBox([widgets.HBox([choose, index]), view])
+
+
+def figure_png(fig: plt.Figure, dpi: int = 80) -> bytes:
+    """A figure as PNG bytes (for Image widgets)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")
+    return buffer.getvalue()
 
 
 def _normalise(x: np.ndarray) -> np.ndarray:

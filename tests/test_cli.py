@@ -122,3 +122,73 @@ def test_profiles_command_prints_fields_and_rejects_unknown(capsys):
     assert cli.main(["profiles", "huge"]) == 2
     assert "valid profiles: smoke, default, paper" in capsys.readouterr().err
     assert cli.main(["reproduce", "--profile", "huge"]) == 2
+
+
+def test_a_cell_over_the_timeout_stops_the_run_naming_notebook_and_cell(tmp_path, isolated_env, capsys):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_slow.ipynb", "x = 1", "import time\ntime.sleep(60)", "y = 2")
+    _notebook(nbs / "01_never.ipynb", "z = 3")
+    args = ["reproduce", "--profile", "smoke", "--run", "t", "--notebooks", str(nbs), "--runs-dir", str(tmp_path)]
+    assert cli.main([*args, "--set", "cell_timeout=3"]) == 1
+    err = capsys.readouterr().err
+    assert "00_slow.ipynb: cell 4 of the executed copy (starting `import time`) did not finish within the cell timeout of 3 s (profile field cell_timeout)" in err
+    assert not (tmp_path / "t" / "notebooks" / "01_never.ipynb").exists()
+
+
+def test_set_roots_and_config_reach_every_notebook_and_the_run_record(tmp_path, isolated_env):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    # the notebook resolves its profile the way every project notebook does, and writes what it got
+    _notebook(
+        nbs / "00_show.ipynb",
+        "import json\nfrom synthlib import profiles\ncfg = profiles.load(profile, overrides)\n"
+        f"open(r'{tmp_path}/seen.json', 'w').write(json.dumps(profiles.as_dict(cfg)))",
+    )
+    data = tmp_path / "gta5"
+    (data / "images").mkdir(parents=True)
+    config = tmp_path / "mine.yaml"
+    config.write_text("base: smoke\nseg_steps: 5\nsources: [flat]\nroots:\n  extra: ./gta5\n")
+    args = ["reproduce", "--config", str(config), "--notebooks", str(nbs), "--runs-dir", str(tmp_path)]
+    assert cli.main([*args, "--set", "seg_crop=16,32", "--set", "diff_prompt=a photo of 3 streets", "--roots", f"more={data}"]) == 0
+    seen = json.loads((tmp_path / "seen.json").read_text())
+    assert seen["name"] == "smoke" and seen["seg_steps"] == 5 and seen["sources"] == ["flat"]
+    assert seen["seg_crop"] == [16, 32] and seen["diff_prompt"] == "a photo of 3 streets"
+    assert seen["roots"] == {"extra": str(data), "more": str(data)}  # relative to the file; merged
+    record = json.loads((tmp_path / "mine" / "run.json").read_text())  # the run is named after the file
+    assert record["user_profile"] == str(config) and "seg_steps: 5" in record["user_profile_text"]
+    assert record["overrides"]["seg_crop"] == [16, 32] and record["resolved"] == seen
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--set", "seg_stepz=3"], "'seg_stepz' is not a profile field"),
+        (["--set", "seg_steps=many"], "profile field 'seg_steps' expects int, got 'many'"),
+        (["--set", "seg_steps"], "expected FIELD=VALUE"),
+        (["--roots", "gta5"], "expected NAME=FOLDER"),
+        (["--set", "sources=[\"gta5\"]"], "dataset 'gta5'"),  # no root for it
+        (["--set", "sources=[\"gta5\"]", "--roots", "gta5=/nonexistent/gta5"], "gta5 root /nonexistent/gta5 does not exist"),
+        (["--set", "sources=[\"synthia\"]", "--roots", "synthia=."], "RGB"),  # a folder without SYNTHIA's layout
+    ],
+)
+def test_bad_settings_fail_before_any_notebook_runs(tmp_path, isolated_env, capsys, extra, message):
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_mark.ipynb", f"open(r'{tmp_path}/ran', 'w').write('x')")
+    code = cli.main(["reproduce", "--profile", "smoke", "--run", "b", "--notebooks", str(nbs), "--runs-dir", str(tmp_path), *extra])
+    assert code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "ran").exists() and not (tmp_path / "b").exists()
+
+
+def test_profiles_command_shows_a_user_profile_resolved(tmp_path, capsys):
+    config = tmp_path / "mine.yaml"
+    config.write_text("base: paper\nseg_steps: 7\nroots: {gta5: /data/gta5}\n")
+    assert cli.main(["profiles", "--config", str(config), "--set", "seed=3"]) == 0
+    out = capsys.readouterr().out
+    header, *rows = out.splitlines()
+    assert header.split() == ["paper", "paper", "(user)"]
+    values = {r.split()[0]: r.split()[1:] for r in rows}
+    assert values["seg_steps"] == ["40000", "7"] and values["seed"] == ["0", "3"]
+    assert "/data/gta5" in out
