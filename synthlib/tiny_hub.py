@@ -1,0 +1,515 @@
+"""paper-tiny: tiny stand-ins for the paper profile's hub models and datasets, built offline.
+
+For tests and CI of the real-model code paths (Stable Diffusion, MiT / SegFormer
+checkpoints, Depth Anything, GTA5 / SYNTHIA / Cityscapes / ACDC folders) on a CPU;
+users can also try the paper profile with them without downloads. Nothing is
+downloaded: every model is built from a config with random weights (fixed by
+``seed``) and written with ``save_pretrained`` in exactly the folder layout its hub
+repository has, and every dataset is rendered from minicity scenes into the real
+dataset's folder layout and label encoding:
+
+- ``write_stable_diffusion``: stable-diffusion-v1-5/stable-diffusion-v1-5
+- ``write_mit_classifier``: nvidia/mit-b5 (the ImageNet classifier a segmenter starts from)
+- ``write_segformer_cityscapes``: nvidia/segformer-b0-finetuned-cityscapes-1024-1024
+- ``write_depth_model``: depth-anything/Depth-Anything-V2-Small-hf
+- ``write_datasets``: Cityscapes and ACDC (minicity ``real``), GTA5 (``game``), SYNTHIA-RAND-CITYSCAPES (``flat``)
+
+``write_all(folder)`` writes everything (``models/...``, ``data/...``);
+``python -m synthlib.tiny_hub DIR`` does the same from the shell.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import png
+import torch
+from PIL import Image
+
+from synthlib import labels
+from synthlib.datasets import DatasetError, Sample, open_dataset, write_cityscapes
+from synthlib.datasets import acdc as acdc_layout
+from synthlib.datasets.synthia import SYNTHIA_TO_TRAIN
+
+#: What ``write_all`` writes, relative to its folder.
+MODEL_FOLDERS: dict[str, str] = {
+    "stable-diffusion-v1-5": "models/stable-diffusion-v1-5",
+    "mit-b5": "models/mit-b5",
+    "segformer-cityscapes": "models/segformer-cityscapes",
+    "depth-anything-small": "models/depth-anything-small",
+}
+DATASETS: tuple[str, ...] = ("cityscapes", "gta5", "synthia", "acdc")
+#: Words whose byte-pair merges the tiny CLIP vocabulary holds (any other text is spelt byte by byte).
+TOKENIZER_WORDS: tuple[str, ...] = (
+    "photo", "of", "the", "city", "street", "road", "car", "in", "at", "night", "fog", "rain", "snow", "urban",
+    "scene", "driving", "view", "from", "with", "and",
+)  # fmt: skip
+SD_SCALING_FACTOR = 0.18215  # Stable Diffusion v1's VAE latent scale
+_TEXT_HIDDEN = 32
+_IMAGENET_MEAN = [0.485, 0.456, 0.406]
+_IMAGENET_STD = [0.229, 0.224, 0.225]
+_MIT_TINY: dict[str, Any] = dict(
+    hidden_sizes=[16, 32, 64, 128], depths=[1, 1, 1, 1], num_attention_heads=[1, 2, 4, 8], decoder_hidden_size=64
+)
+
+
+# --- models -------------------------------------------------------------------------------
+
+
+def write_stable_diffusion(folder: str | Path, *, seed: int = 0, clip_sample: bool | None = False) -> Path:
+    """A tiny Stable Diffusion v1 folder (latent space, VAE downsampling by 8, CLIP text encoder); returns ``folder``.
+
+    Same files as ``stable-diffusion-v1-5/stable-diffusion-v1-5`` without the safety
+    checker: ``model_index.json``, ``unet/``, ``vae/``, ``text_encoder/`` (safetensors),
+    ``tokenizer/`` (vocab.json, merges.txt) and ``scheduler/`` (SD 1.5's PNDM settings).
+    ``clip_sample`` is written to the scheduler config; None leaves the key out, as
+    older SD folders do (diffusers' DDPM/DDIM schedulers then default to clipping).
+    """
+    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    if clip_sample is not None and not isinstance(clip_sample, bool):
+        raise ValueError(f"clip_sample must be True, False or None (key left out), got {clip_sample!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer_dir = folder / "tokenizer"
+    _write_clip_tokenizer(tokenizer_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
+    torch.manual_seed(seed)
+    # SD 1.5's text encoder config keeps CLIP's legacy ids (bos 0, pad 1, eos 2): with eos_token_id == 2
+    # transformers pools at the highest token id, which is <|endoftext|> because it is last in the vocabulary.
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=_TEXT_HIDDEN,
+            intermediate_size=64,
+            projection_dim=_TEXT_HIDDEN,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            bos_token_id=0,
+            pad_token_id=1,
+            eos_token_id=2,
+        )
+    )
+    unet = UNet2DConditionModel(
+        sample_size=8,  # latents of 64x64 images
+        in_channels=4,
+        out_channels=4,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
+        block_out_channels=(32, 64),
+        layers_per_block=1,
+        attention_head_dim=8,
+        norm_num_groups=32,
+        cross_attention_dim=_TEXT_HIDDEN,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(8, 8, 16, 16),  # four levels: 8x downsampling, as SD's VAE
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=64,
+        scaling_factor=SD_SCALING_FACTOR,
+    )
+    pipeline = StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=_sd_scheduler(clip_sample),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    # save_pretrained writes the tokenizer as tokenizer.json only, and cannot write clip_sample (not a PNDM
+    # setting); the hub ships vocab.json + merges.txt and SD 1.5's hand-kept scheduler config, written here.
+    for path in tokenizer_dir.iterdir():
+        path.unlink()
+    _write_clip_tokenizer(tokenizer_dir)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(_sd_scheduler_config(clip_sample), indent=2))
+    return folder
+
+
+def write_mit_classifier(folder: str | Path, *, seed: int = 0) -> Path:
+    """A tiny ``SegformerForImageClassification`` with 1,000 ImageNet labels, shaped like ``nvidia/mit-b5``.
+
+    ``config.json``, ``model.safetensors`` and ``preprocessor_config.json``: the
+    ImageNet-pretrained MiT encoder a segmenter is initialised from.
+    """
+    from transformers import SegformerConfig, SegformerForImageClassification
+
+    names = {i: f"class {i}" for i in range(1000)}
+    torch.manual_seed(seed)
+    config = SegformerConfig(id2label=names, label2id={n: i for i, n in names.items()}, image_size=64, **_MIT_TINY)
+    return _save_with_processor(SegformerForImageClassification(config), folder, _segformer_processor())
+
+
+def write_segformer_cityscapes(folder: str | Path, *, seed: int = 0) -> Path:
+    """A tiny ``SegformerForSemanticSegmentation`` with the 19 Cityscapes classes (trainId order).
+
+    Shaped like ``nvidia/segformer-b0-finetuned-cityscapes-1024-1024``: ``config.json``,
+    ``model.safetensors`` and ``preprocessor_config.json``.
+    """
+    from transformers import SegformerConfig, SegformerForSemanticSegmentation
+
+    names = dict(enumerate(labels.CLASS_NAMES))
+    torch.manual_seed(seed)
+    config = SegformerConfig(
+        id2label=names,
+        label2id={n: i for i, n in names.items()},
+        semantic_loss_ignore_index=labels.IGNORE,
+        image_size=64,
+        **_MIT_TINY,
+    )
+    return _save_with_processor(SegformerForSemanticSegmentation(config), folder, _segformer_processor())
+
+
+def write_depth_model(folder: str | Path, *, seed: int = 0) -> Path:
+    """A tiny ``DepthAnythingForDepthEstimation`` (Dinov2 backbone, patch 14), like Depth-Anything-V2-Small-hf.
+
+    Relative depth (disparity), ``config.json``, ``model.safetensors`` and the hub's
+    ``preprocessor_config.json`` (DPTImageProcessor, keep aspect ratio, multiples of
+    14) at 56x56 instead of 518x518, so a 32x64 image runs at 28x56 in milliseconds.
+    """
+    from transformers import DepthAnythingConfig, DepthAnythingForDepthEstimation, Dinov2Config, DPTImageProcessor
+
+    torch.manual_seed(seed)
+    backbone = Dinov2Config(
+        hidden_size=32,
+        num_hidden_layers=4,  # the neck takes four feature maps, one per layer here
+        num_attention_heads=2,
+        mlp_ratio=2,
+        image_size=56,
+        patch_size=14,
+        out_indices=[1, 2, 3, 4],
+        reshape_hidden_states=False,
+    )
+    config = DepthAnythingConfig(
+        backbone_config=backbone,
+        patch_size=14,
+        reassemble_hidden_size=32,
+        neck_hidden_sizes=[8, 16, 32, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+        depth_estimation_type="relative",
+    )
+    processor = DPTImageProcessor(
+        size={"height": 56, "width": 56},
+        keep_aspect_ratio=True,
+        ensure_multiple_of=14,
+        resample=3,  # bicubic
+        do_pad=False,
+        image_mean=_IMAGENET_MEAN,
+        image_std=_IMAGENET_STD,
+    )
+    model = DepthAnythingForDepthEstimation(config)
+    with torch.no_grad():
+        # At random init the head's last ReLU sees values around 1e-7 and outputs zero disparity on about half
+        # the pixels, which estimate_depth clamps to one huge depth; a unit bias makes it positive everywhere.
+        model.head.conv3.bias.fill_(1.0)
+    return _save_with_processor(model, folder, processor)
+
+
+# --- datasets -----------------------------------------------------------------------------
+
+
+def write_datasets(
+    folder: str | Path,
+    *,
+    height: int = 64,
+    width: int = 128,
+    n_train: int = 4,
+    n_val: int = 3,
+    seed: int = 0,
+    conditions: Sequence[str] = acdc_layout.CONDITIONS,
+) -> dict[str, Path]:
+    """Cityscapes, GTA5, SYNTHIA and ACDC folders in their real layouts, rendered from minicity.
+
+    Under ``folder``:
+
+    - ``cityscapes/``: minicity ``real`` train (``n_train``) and val (``n_val``) in the
+      Cityscapes layout (leftImg8bit, gtFine labelIds / labelTrainIds / instanceIds).
+    - ``gta5/``: ``n_train`` ``game`` train scenes; ``images/00001.png``, ``labels/00001.png``
+      (paletted PNG whose indices are Cityscapes labelIds).
+    - ``synthia/``: ``n_train`` ``flat`` train scenes; ``RGB/0000000.png``, ``GT/LABELS/0000000.png``
+      (16-bit RGB PNG: SYNTHIA class id, instance id, 0). Terrain, truck and train, which
+      SYNTHIA lacks, become its void id 0 and read back as ignore.
+    - ``acdc/``: minicity ``real`` scenes of each condition, train and val, as
+      ``rgb_anon/<cond>/<split>/<seq>/<id>_rgb_anon.png`` and ``gt/.../<id>_gt_labelIds.png``
+      (and ``_gt_labelTrainIds.png``); one sequence per condition and split.
+
+    Scene i of a split is minicity's sample i of (style, split, condition, ``seed``), so
+    ``open_dataset(kind, root, split)`` gives back exactly those trainIds. Raises
+    ``DatasetError`` before writing anything when a dataset folder already exists or an
+    option is invalid.
+    """
+    from synthlib import minicity
+
+    folder = Path(folder)
+    conditions = (conditions,) if isinstance(conditions, str) else tuple(conditions)
+    unknown = [c for c in conditions if c not in acdc_layout.CONDITIONS]
+    if unknown or not conditions:
+        raise DatasetError(f"conditions={list(conditions)}: choose one or more of {list(acdc_layout.CONDITIONS)}")
+    for name, n in (("n_train", n_train), ("n_val", n_val)):
+        if not isinstance(n, int) or isinstance(n, bool) or n <= 0:
+            raise DatasetError(f"{name}={n!r}: the number of samples must be a positive integer")
+    minicity.check_options(style="real", condition="clear", split="train", height=height, width=width, seed=seed)
+    roots = {name: folder / name for name in DATASETS}
+    existing = [str(p) for p in roots.values() if p.exists()]
+    if existing:
+        raise DatasetError(f"{', '.join(existing)} already exist(s); write to a fresh folder or delete them first.")
+
+    def scenes(style: str, split: str, n: int, condition: str = "clear"):
+        return open_dataset(
+            "minicity", None, split, n=n, style=style, condition=condition, height=height, width=width, seed=seed
+        )
+
+    for split, n in (("train", n_train), ("val", n_val)):
+        write_cityscapes(_AsCityscapes(scenes("real", split, n)), roots["cityscapes"], split, progress=False)
+    _write_gta5(scenes("game", "train", n_train), roots["gta5"])
+    _write_synthia(scenes("flat", "train", n_train), roots["synthia"])
+    for k, condition in enumerate(conditions):
+        for split, n in (("train", n_train), ("val", n_val)):
+            sequence = f"GOPR0{100 * (k + 1) + (50 if split == 'val' else 0)}"  # ACDC-like, unique per condition
+            _write_acdc(scenes("real", split, n, condition), roots["acdc"], condition, split, sequence)
+    return roots
+
+
+def write_all(
+    folder: str | Path,
+    *,
+    height: int = 64,
+    width: int = 128,
+    n_train: int = 4,
+    n_val: int = 3,
+    seed: int = 0,
+    conditions: Sequence[str] = acdc_layout.CONDITIONS,
+    clip_sample: bool | None = False,
+) -> dict[str, Path]:
+    """Every tiny model under ``folder/models`` and every dataset under ``folder/data``, by name.
+
+    Names: the keys of ``MODEL_FOLDERS`` and ``DATASETS``. The datasets are written
+    first, so a folder that already holds them fails before any model is built.
+    """
+    folder = Path(folder)
+    out = write_datasets(
+        folder / "data", height=height, width=width, n_train=n_train, n_val=n_val, seed=seed, conditions=conditions
+    )
+    writers = {
+        "stable-diffusion-v1-5": lambda p: write_stable_diffusion(p, seed=seed, clip_sample=clip_sample),
+        "mit-b5": lambda p: write_mit_classifier(p, seed=seed),
+        "segformer-cityscapes": lambda p: write_segformer_cityscapes(p, seed=seed),
+        "depth-anything-small": lambda p: write_depth_model(p, seed=seed),
+    }
+    models = {name: writers[name](folder / relative) for name, relative in MODEL_FOLDERS.items()}
+    return {**models, **out}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m synthlib.tiny_hub DIR``: ``write_all(DIR)`` and print what was written."""
+    parser = argparse.ArgumentParser(
+        prog="python -m synthlib.tiny_hub",
+        description="Write tiny, randomly initialised stand-ins of the paper profile's hub models and datasets "
+        "(offline, in their real folder layouts).",
+    )
+    parser.add_argument("folder", type=Path, help="output folder (models/ and data/ are created under it)")
+    parser.add_argument("--height", type=int, default=64, help="dataset image height (width = 2 x height by default)")
+    parser.add_argument("--width", type=int, default=None, help="dataset image width (default: 2 x height)")
+    parser.add_argument("--n-train", type=int, default=4, help="images per train split")
+    parser.add_argument("--n-val", type=int, default=3, help="images per val split")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    width = 2 * args.height if args.width is None else args.width
+    written = write_all(
+        args.folder, height=args.height, width=width, n_train=args.n_train, n_val=args.n_val, seed=args.seed
+    )
+    for name, path in written.items():
+        print(f"{name:24s} {path}")
+    return 0
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2 / CLIP's byte -> printable character table, in CLIP's vocabulary order."""
+    visible = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = list(visible)
+    extra = 0
+    for b in range(256):
+        if b not in visible:
+            visible.append(b)
+            chars.append(256 + extra)
+            extra += 1
+    return dict(zip(visible, map(chr, chars), strict=True))
+
+
+def _clip_vocab() -> tuple[dict[str, int], list[tuple[str, str]]]:
+    """CLIP's vocabulary scheme, small: bytes, bytes + "</w>", merges of TOKENIZER_WORDS, then the specials."""
+    symbols = list(_bytes_to_unicode().values())
+    tokens = [*symbols, *(s + "</w>" for s in symbols)]
+    merges: list[tuple[str, str]] = []
+    for word in TOKENIZER_WORDS:  # left to right: p h -> ph, ph o -> pho, ..., phot o</w> -> photo</w>
+        parts = [*word[:-1], word[-1] + "</w>"]
+        for part in parts[1:]:
+            pair = (parts[0], part)
+            merged = pair[0] + pair[1]
+            if merged not in tokens:
+                merges.append(pair)
+                tokens.append(merged)
+            parts[0] = merged
+    tokens += ["<|startoftext|>", "<|endoftext|>"]  # last, as in CLIP
+    return {t: i for i, t in enumerate(tokens)}, merges
+
+
+def _write_clip_tokenizer(folder: Path) -> None:
+    """vocab.json, merges.txt, tokenizer_config.json and special_tokens_map.json as in SD 1.5's tokenizer/."""
+    vocab, merges = _clip_vocab()
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False))
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges))
+    special = {
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+    }
+    config = {
+        "add_prefix_space": False,
+        "do_lower_case": True,
+        "errors": "replace",
+        "model_max_length": 77,
+        "tokenizer_class": "CLIPTokenizer",
+        **special,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2))
+    (folder / "special_tokens_map.json").write_text(json.dumps(special, indent=2))
+
+
+def _sd_scheduler_config(clip_sample: bool | None) -> dict[str, Any]:
+    import diffusers
+
+    config = {
+        "_class_name": "PNDMScheduler",
+        "_diffusers_version": diffusers.__version__,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "beta_start": 0.00085,
+        "num_train_timesteps": 1000,
+        "prediction_type": "epsilon",
+        "set_alpha_to_one": False,
+        "skip_prk_steps": True,
+        "steps_offset": 1,
+        "trained_betas": None,
+    }
+    if clip_sample is not None:
+        config["clip_sample"] = clip_sample  # not a PNDM setting: read by the DDPM/DDIM schedulers built from it
+    return config
+
+
+def _sd_scheduler(clip_sample: bool | None):
+    from diffusers import PNDMScheduler
+
+    config = _sd_scheduler_config(clip_sample)
+    return PNDMScheduler(**{k: v for k, v in config.items() if not k.startswith("_") and k != "clip_sample"})
+
+
+def _segformer_processor() -> Any:
+    from transformers import SegformerImageProcessor
+
+    return SegformerImageProcessor(size={"height": 64, "width": 64}, image_mean=_IMAGENET_MEAN, image_std=_IMAGENET_STD)
+
+
+def _save_with_processor(model: torch.nn.Module, folder: str | Path, processor: Any) -> Path:
+    folder = Path(folder)
+    model.save_pretrained(folder, safe_serialization=True)
+    processor.save_pretrained(folder)
+    return folder
+
+
+class _AsCityscapes:
+    """minicity samples renamed like Cityscapes frames (``minicity_000003_000019``), without depth or meta.
+
+    Real Cityscapes folders hold neither depth nor meta; dropping them keeps code that
+    falls back to a depth model on real data on that path.
+    """
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Sample:
+        s = self.dataset[index]
+        return Sample(image=s.image, label=s.label, instances=s.instances, id=f"minicity_{index:06d}_000019")
+
+
+def _label_id_palette() -> list[int]:
+    """Cityscapes colours indexed by labelId (GTA5's label palette), flattened for PIL."""
+    palette = np.zeros((256, 3), np.uint8)
+    for label in labels.LABELS:
+        if label.id >= 0:
+            palette[label.id] = label.color
+    return palette.reshape(-1).tolist()
+
+
+def _write_gta5(dataset: Any, root: Path) -> None:
+    palette = _label_id_palette()
+    for i in range(len(dataset)):
+        sample, stem = dataset[i], f"{i + 1:05d}"
+        _save_png(root / "images" / f"{stem}.png", sample.image)
+        ids = Image.fromarray(labels.train_to_label(sample.label, sample.id))
+        ids.putpalette(palette)  # makes the "L" image paletted: indices stay the labelIds
+        _save_png(root / "labels" / f"{stem}.png", ids)
+
+
+_TRAIN_TO_SYNTHIA = np.zeros(256, np.uint16)  # every trainId SYNTHIA lacks, and ignore, -> 0 (void)
+_TRAIN_TO_SYNTHIA[list(SYNTHIA_TO_TRAIN.values())] = list(SYNTHIA_TO_TRAIN)
+
+
+def _write_synthia(dataset: Any, root: Path) -> None:
+    thing = np.zeros(256, bool)
+    thing[list(labels.THING_TRAIN_IDS)] = True
+    for i in range(len(dataset)):
+        sample, stem = dataset[i], f"{i:07d}"
+        _save_png(root / "RGB" / f"{stem}.png", sample.image)
+        instances = np.zeros(sample.label.shape, np.int64) if sample.instances is None else sample.instances
+        instances = np.where(thing[sample.label], instances, 0)
+        if instances.max(initial=0) > np.iinfo(np.uint16).max:
+            raise DatasetError(f"{sample.id}: instance ids above 65535 do not fit SYNTHIA's 16-bit labels")
+        gt = np.stack([_TRAIN_TO_SYNTHIA[sample.label], instances, np.zeros_like(instances)], -1).astype(np.uint16)
+        path = root / "GT" / "LABELS" / f"{stem}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:  # PIL cannot write 16-bit colour PNGs
+            png.Writer(gt.shape[1], gt.shape[0], greyscale=False, bitdepth=16).write(f, gt.reshape(gt.shape[0], -1))
+
+
+def _write_acdc(dataset: Any, root: Path, condition: str, split: str, sequence: str) -> None:
+    for i in range(len(dataset)):
+        sample, stem = dataset[i], f"{sequence}_frame_{i:06d}"
+        _save_png(root / "rgb_anon" / condition / split / sequence / f"{stem}{acdc_layout.IMAGE_SUFFIX}", sample.image)
+        gt = root / "gt" / condition / split / sequence
+        _save_png(gt / f"{stem}{acdc_layout.LABEL_SUFFIX}", labels.train_to_label(sample.label, sample.id))
+        _save_png(gt / f"{stem}_gt_labelTrainIds.png", sample.label)
+
+
+def _save_png(path: Path, image: np.ndarray | Image.Image) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    (image if isinstance(image, Image.Image) else Image.fromarray(image)).save(path, compress_level=1)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
