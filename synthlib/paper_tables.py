@@ -6,10 +6,13 @@ images. Running 07 again rebuilds every file from the run directory alone.
 
 Rows are training data or methods. Columns are source styles. The oracle row repeats in
 every column, and so do UDA methods trained on ``uda_source`` only; they appear in their
-own column.
+own column. A source whose labels cover only SYNTHIA's 16 classes (``sixteen_class_sources``)
+also gets its rows' 16- and 13-class means, as the field reports SYNTHIA.
 """
 
 from __future__ import annotations
+
+from collections.abc import Collection, Iterable
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -34,6 +37,11 @@ CEILING = "source maps in the target's look (perfect translation; minicity only)
 #: Table files 07 writes under the run's tables folder, by name.
 TABLES = ("paper_miou", "paper_gap_closed", "paper_per_class")
 FIGURES = ("paper_figure1", "paper_mcoc_threshold", "paper_per_class_bars")
+#: Dataset kinds whose labels cover only SYNTHIA's 16 classes: their adapter's ``missing_classes``
+#: are terrain, truck and train (tests/test_paper_tables.py holds the adapters to this).
+SIXTEEN_CLASS_KINDS = ("synthia",)
+#: The class-subset means of such a source, by the suffix of their columns: ``"synthia (16)"``.
+SUBSET_MEANS = {"16": "mIoU16", "13": "mIoU13"}
 
 
 class TablesError(ValueError):
@@ -71,25 +79,57 @@ def evaluations(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
     return out.iloc[sorted(range(len(out)), key=lambda i: (_row_rank(out.index[i][0]), out.index[i][1]))]
 
 
-def miou_table(evals: pd.DataFrame, cfg: Profile) -> pd.DataFrame:
+def miou_table(evals: pd.DataFrame, cfg: Profile, sixteen_class: Collection[str] | None = None) -> pd.DataFrame:
     """19-class mIoU (%) with rows for methods and columns for source styles.
 
-    The oracle fills every column. Two extra columns: ``spread`` (max - min over the
-    source styles, the "source-agnostic" measure) and ``mean``.
+    The oracle fills every column. A source in ``sixteen_class`` (default: those
+    ``sixteen_class_sources`` finds by name) gets two more columns right after its own,
+    ``"<source> (16)"`` and ``"<source> (13)"``: every row's mean over SYNTHIA's 16 and 13
+    classes, the oracle's included. Two extra columns: ``spread`` (max - min over the source
+    styles, the "source-agnostic" measure) and ``mean``, both over the 19-class columns only.
     """
-    table = evals["mIoU"].droplevel("stage").unstack("source")
-    oracle = table.loc[ORACLE].dropna().iloc[0] if ORACLE in table.index else None
-    table = table.reindex(columns=_source_columns(table.columns, cfg))
-    if oracle is not None:
-        table.loc[ORACLE] = oracle
-    table = table.reindex(sorted(table.index, key=_row_rank))
-    table["spread"] = table.max(axis=1) - table.min(axis=1)
-    table["mean"] = table.drop(columns="spread").mean(axis=1)
+    table = _by_source(evals, "mIoU", cfg)
+    sources = list(table.columns)
+    table["spread"] = table[sources].max(axis=1) - table[sources].min(axis=1)
+    table["mean"] = table[sources].mean(axis=1)
+    sixteen = sixteen_class_sources(sources) if sixteen_class is None else [s for s in sources if s in sixteen_class]
+    if sixteen:
+        # Flat column names rather than a (source, classes) MultiIndex: to_markdown prints a
+        # MultiIndex header as tuples, the CSV would get a second header row, and runs without
+        # such a source keep their columns exactly as they were.
+        subsets = {suffix: _by_source(evals, mean, cfg) for suffix, mean in SUBSET_MEANS.items()}
+        columns = []
+        for source in sources:
+            columns.append(source)
+            if source in sixteen:
+                for suffix, subset in subsets.items():
+                    table[f"{source} ({suffix})"] = subset[source]
+                    columns.append(f"{source} ({suffix})")
+        table = table[[*columns, "spread", "mean"]]
     return table.rename_axis(index="training data / method", columns=None)
 
 
+def sixteen_class_sources(sources: Iterable[str], run_dir: RunDir | None = None) -> list[str]:
+    """The ``sources`` whose labels cover only SYNTHIA's 16 classes, in the order given.
+
+    A source's kind is the adapter its data stage read it with (``spec.kind`` in the manifest
+    of ``data/<source>``, so a SYNTHIA subset under another name counts); without a run
+    directory or that manifest, the source's name. The kind must be in ``SIXTEEN_CLASS_KINDS``.
+    """
+    out = []
+    for source in sources:
+        manifest = run_dir.manifest(f"data/{source}") if run_dir is not None else None
+        spec = manifest["params"].get("spec", {}) if manifest is not None else {}
+        if spec.get("kind", source) in SIXTEEN_CLASS_KINDS:
+            out.append(source)
+    return out
+
+
 def gap_closed(miou: pd.DataFrame) -> pd.DataFrame:
-    """Share (%) of the source-only -> oracle gap each row closes, per source style."""
+    """Share (%) of the source-only -> oracle gap each row closes, per column of ``miou_table``.
+
+    Each column is its own class set, so ``"synthia (16)"`` measures the gap on SYNTHIA's 16 classes.
+    """
     if SOURCE_ONLY not in miou.index or ORACLE not in miou.index:
         raise TablesError(f"the gap needs both a {SOURCE_ONLY!r} and an {ORACLE!r} row; rows: {list(miou.index)}")
     cols = [c for c in miou.columns if c not in ("spread", "mean")]
@@ -203,9 +243,13 @@ def write_all(run_dir: RunDir, cfg: Profile) -> dict[str, pd.DataFrame | plt.Fig
     Figures whose inputs are missing (no generated or filtered set yet) are skipped.
     """
     evals = evaluations(run_dir, cfg)
-    miou = miou_table(evals, cfg)
+    sixteen = sixteen_class_sources(evals.index.get_level_values("source").unique(), run_dir)
+    miou = miou_table(evals, cfg, sixteen)
     out: dict[str, pd.DataFrame | plt.Figure] = {"paper_miou": miou}
-    report.write_table(miou, run_dir, cfg, "paper_miou", f"mIoU (%, 19 classes) on {cfg.target} val: rows = training data / method, columns = source style")
+    caption = f"mIoU (%, 19 classes) on {cfg.target} val: rows = training data / method, columns = source style"
+    for source in (s for s in sixteen if s in miou.columns):
+        caption += f"; '{source} (16)' and '{source} (13)': over SYNTHIA's 16 and 13 classes"
+    report.write_table(miou, run_dir, cfg, "paper_miou", caption)
     if SOURCE_ONLY in miou.index and ORACLE in miou.index:
         out["paper_gap_closed"] = gap_closed(miou)
         report.write_table(out["paper_gap_closed"], run_dir, cfg, "paper_gap_closed", "Share (%) of the source-only -> oracle gap closed, per source style")
@@ -254,6 +298,16 @@ def _classify_test_time(name: str) -> tuple[str, str] | None:
     method, _, source = name.partition("-")
     # "none" is the source-only model on untranslated images: the source-only row already.
     return None if method == "none" else (f"{i2i_name(method)} (target translated at test time)", source)
+
+
+def _by_source(evals: pd.DataFrame, mean: str, cfg: Profile) -> pd.DataFrame:
+    """Column ``mean`` of the evaluations as rows x source styles, the oracle's value in every column."""
+    table = evals[mean].droplevel("stage").unstack("source")
+    oracle = table.loc[ORACLE].dropna().iloc[0] if ORACLE in table.index else None
+    table = table.reindex(columns=_source_columns(table.columns, cfg))
+    if oracle is not None:
+        table.loc[ORACLE] = oracle
+    return table.reindex(sorted(table.index, key=_row_rank))
 
 
 def _row_rank(row: str) -> tuple[int, str]:
