@@ -47,6 +47,7 @@ from synthlib.datasets import DatasetError, Sample, write_cityscapes
 from synthlib.diffusion.model import DiffusionModel, load
 from synthlib.diffusion.sampling import SCHEDULERS
 from synthlib.diffusion.sampling import generate as sample_images
+from synthlib.fingerprints import weights_fingerprint
 from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, THING_TRAIN_IDS, LabelError, check_train_ids, colorize
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
@@ -155,6 +156,9 @@ def generate_set(run_dir: RunDir, cfg: Profile, source: str, settings_: Settings
         "fit": cfg.gen_fit,
         "depth_model": cfg.diff_depth_model,
     }
+    depth_weights = weights_fingerprint(cfg.diff_depth_model)
+    if depth_weights is not None:  # only then, so stages without a depth model keep their hashes
+        params["depth_weights"] = depth_weights
 
     def build(ctx):
         model = load(model_path / "model").to(PartialState().device)

@@ -40,6 +40,7 @@ from scipy import ndimage
 
 from synthlib import generation
 from synthlib.datasets import DatasetError, Sample, write_cityscapes
+from synthlib.fingerprints import weights_fingerprint
 from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, TRAIN_LABELS, colorize
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
@@ -388,6 +389,7 @@ def filter_set(
         "within": within,
         "window": window,
         "judged_share": cfg.mcoc_judged_share,
+        **_judge_weights(cfg, jstage),
     }
 
     def build(ctx):
@@ -586,6 +588,7 @@ def search_settings(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
         "fit": cfg.gen_fit,
         "window": window,
         "judged_share": cfg.mcoc_judged_share,
+        **_judge_weights(cfg, jstage),
     }
 
     def build(ctx):
@@ -824,6 +827,15 @@ def _object_table(image, obj, cls, pixels, consistency) -> pd.DataFrame:
 
 
 # --- helpers of the stages -------------------------------------------------------------------------
+
+
+def _judge_weights(cfg: Profile, stage: str | None) -> dict[str, str]:
+    """``{"judge_weights": fingerprint}`` for a judge loaded from a folder / cached hub id, else nothing.
+
+    New weights at the judge's path then re-run the stage; stages judged by a model stage keep their hashes.
+    """
+    weights = None if stage is not None else weights_fingerprint(judge_name(cfg))
+    return {} if weights is None else {"judge_weights": weights}
 
 
 def _predict(judge, images: np.ndarray, window) -> np.ndarray:

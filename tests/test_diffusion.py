@@ -354,3 +354,87 @@ def test_profile_diffusion_fields_make_settings():
     with pytest.raises(ValueError, match="diffusion stage 'stage3' unknown"):
         settings(cfg, "stage3")
     assert json.dumps(profiles.describe().loc["diff_resolution"].tolist())
+
+
+# --- latent models never clip their latents ---------------------------------------------------------
+
+
+def _tiny_latent_folder(folder, scheduler_config: dict):
+    """A tiny random Stable Diffusion folder whose scheduler config is ``scheduler_config``, written as given."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    tokenizer = diffusion.small_tokenizer()
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=16,
+            intermediate_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            max_position_embeddings=48,
+        )
+    )
+    vae = AutoencoderKL(
+        block_out_channels=(8, 8),
+        down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2,
+        norm_num_groups=4,
+        latent_channels=4,
+        scaling_factor=0.18215,
+    )
+    unet = UNet2DConditionModel(
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(16, 32),
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        cross_attention_dim=16,
+        norm_num_groups=8,
+        layers_per_block=1,
+    )
+    for name, part in {"unet": unet, "vae": vae, "text_encoder": text, "tokenizer": tokenizer}.items():
+        part.save_pretrained(folder / name)
+    (folder / "scheduler").mkdir(parents=True)
+    (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(scheduler_config))
+    return folder
+
+
+def test_a_latent_model_without_clip_sample_in_its_config_never_clips(tmp_path):
+    from diffusers import DDIMScheduler, DDPMScheduler
+
+    from synthlib.diffusion.sampling import _sampler
+
+    pndm = {  # Stable Diffusion 1.x's scheduler config, less its clip_sample
+        "_class_name": "PNDMScheduler",
+        "beta_start": 0.00085,
+        "beta_end": 0.012,
+        "beta_schedule": "scaled_linear",
+        "num_train_timesteps": 1000,
+        "prediction_type": "epsilon",
+        "set_alpha_to_one": False,
+        "skip_prk_steps": True,
+        "steps_offset": 1,
+    }
+    folder = _tiny_latent_folder(tmp_path / "sd", pndm)
+    assert DDIMScheduler.from_pretrained(folder, subfolder="scheduler").config.clip_sample  # diffusers' default
+    model = diffusion.load(folder)
+    assert model.space == "latent" and model.scheduler.config.clip_sample is False
+    for name in ("ddim", "dpm"):
+        assert _sampler(model, name).config.clip_sample is False
+    assert diffusion.load(diffusion.save(model, tmp_path / "saved")).scheduler.config.clip_sample is False
+
+    sampler = _sampler(model, "ddim")
+    sampler.set_timesteps(10)
+    t = sampler.timesteps[0]
+    latents = torch.full((1, 4, 4, 8), 3.0)  # Stable Diffusion's scaled latents reach about ±4
+    x0 = sampler.step(torch.zeros_like(latents), t, latents).pred_original_sample  # epsilon 0: x0 = x / sqrt(alpha)
+    assert torch.allclose(x0, latents / sampler.alphas_cumprod[t].sqrt()) and x0.min() > 3
+    model.scheduler = DDPMScheduler.from_config(pndm)  # set in code, clipping on: the sampler still does not clip
+    assert model.scheduler.config.clip_sample and _sampler(model, "ddim").config.clip_sample is False
+
+    pixel = diffusion.build("micro", (16, 32))  # pixel space: clipping to [-1, 1] stays on
+    assert pixel.scheduler.config.clip_sample is True
+    assert _sampler(pixel, "ddim").config.clip_sample is True
+    assert diffusion.load(diffusion.save(pixel, tmp_path / "pixel")).scheduler.config.clip_sample is True

@@ -422,6 +422,9 @@ def _load(where: str, settings: dict[str, Any], local_files_only: bool) -> Diffu
     text_encoder.eval().requires_grad_(False)
     if vae is not None:
         vae.eval().requires_grad_(False)
+        # Latents are not bounded by [-1, 1] (Stable Diffusion's scaled latents reach about ±4), but a scheduler
+        # config without clip_sample gets diffusers' default, True, which clips every predicted x0 while sampling.
+        scheduler = DDPMScheduler.from_config(scheduler.config, clip_sample=False)
     patch = int(settings.get("patch", 1)) if vae is None else 1
     scale = patch if vae is None else 2 ** (len(vae.config.block_out_channels) - 1)
     size = unet.config.sample_size

@@ -75,7 +75,7 @@ def generate(
         depth = None
 
     device = model.device
-    sampler = SCHEDULERS[scheduler].from_config(model.scheduler.config)
+    sampler = _sampler(model, scheduler)
     text = model.encode_prompt([model.prompt])
     out = np.zeros((n, *out_size, 3), np.uint8)
     for start in tqdm(range(0, n, batch_size), desc="generate", disable=not progress, leave=False):
@@ -88,6 +88,16 @@ def generate(
         images = resize(model.decode(x), out_size)
         out[start:stop] = ((images.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
     return out
+
+
+def _sampler(model: DiffusionModel, scheduler: str):
+    """A new sampling scheduler (``SCHEDULERS[scheduler]``) on the model's noise schedule.
+
+    Latents reach beyond [-1, 1]: a latent model's sampler never clips its predicted x0,
+    whatever the model's scheduler config says; pixel-space models keep their setting (clipping on).
+    """
+    no_clipping = {"clip_sample": False} if model.space == "latent" else {}
+    return SCHEDULERS[scheduler].from_config(model.scheduler.config, **no_clipping)
 
 
 def _denoise(model: DiffusionModel, sampler, text, condition, seeds, guidance_scale, conditioning_scale, steps) -> torch.Tensor:

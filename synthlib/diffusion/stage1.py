@@ -22,11 +22,12 @@ import numpy as np
 
 from synthlib.diffusion import scores
 from synthlib.diffusion.common import curve, images_of, judge_stage, load_judge, sample_grid, settings
-from synthlib.diffusion.model import build, load, save
+from synthlib.diffusion.model import CONFIGS, build, load, save
 from synthlib.diffusion.pretrain import STAGE as PRETRAIN
 from synthlib.diffusion.pretrain import pretrain
 from synthlib.diffusion.sampling import generate
 from synthlib.diffusion.train import Examples, settings_dict, train
+from synthlib.fingerprints import weights_fingerprint
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
 
@@ -51,6 +52,9 @@ def train_stage1(run_dir: RunDir, cfg: Profile) -> Path:
     }
     if cfg.diff_patch != 1:  # only then, so stages of unpatched models keep their hashes
         params["patch"] = cfg.diff_patch
+    weights = None if cfg.diff_model in CONFIGS else weights_fingerprint(cfg.diff_model)
+    if weights is not None:  # a folder / cached hub id: new weights at the same path re-run the stage
+        params["model_weights"] = weights
     inputs = ([PRETRAIN] if base else []) + [target] + ([judge] if judge else []) + (sources if judge else [])
 
     def build_stage(ctx):

@@ -30,6 +30,7 @@ from synthlib.diffusion.sampling import generate
 from synthlib.diffusion.stage1 import STAGE as STAGE1
 from synthlib.diffusion.stage1 import train_stage1
 from synthlib.diffusion.train import Examples, settings_dict, train
+from synthlib.fingerprints import weights_fingerprint
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
 
@@ -54,6 +55,9 @@ def train_stage2(run_dir: RunDir, cfg: Profile, stage: str = STAGE) -> Path:
         "settings": settings_dict(s),
         "eval": _eval_params(cfg, judge),
     }
+    depth_weights = weights_fingerprint(cfg.diff_depth_model) if cfg.diff_depth else None
+    if depth_weights is not None:  # only then, so stages without a depth model keep their hashes
+        params["depth_weights"] = depth_weights
     inputs = [STAGE1, PAIRS] + ([judge] if judge else [])
 
     def build_stage(ctx):
