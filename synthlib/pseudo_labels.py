@@ -20,13 +20,14 @@ import pandas as pd
 from PIL import Image
 
 from synthlib.datasets import Dataset, Sample, write_cityscapes
+from synthlib.fingerprints import weights_fingerprint
 from synthlib.labels import IGNORE, colorize
 from synthlib.metrics import ConfusionMatrix
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
 from synthlib.segmenters import fit as seg
 from synthlib.segmenters import predict
-from synthlib.segmenters.model import load
+from synthlib.segmenters.model import load, to_accelerator
 from synthlib.viz import image_grid
 
 STAGE = "pseudo_labels"
@@ -79,11 +80,14 @@ def make(run_dir: RunDir, cfg: Profile, labeller: str | None = None, threshold: 
         seg.fit(run_dir, cfg, f"data/{cfg.uda_source}", labeller, target=target)
     window = tuple(cfg.seg_eval_window) or None
     params = {"labeller": labeller, "threshold": threshold, "window": window}
+    weights = None if stage else weights_fingerprint(labeller)
+    if weights is not None:  # a folder / cached hub id: new weights at the same path re-run the stage
+        params["labeller_weights"] = weights
 
     def build(ctx):
         if not ctx.is_main:  # one process writes the pseudo-labels; the others wait for it at the end of the stage
             return
-        model = seg.load_model(run_dir, stage) if stage else load(labeller)
+        model = seg.load_model(run_dir, stage) if stage else to_accelerator(load(labeller))
         for split in ("train", "val"):
             confidence_dir = ctx.out / "confidence" / split
             labelled = PseudoLabelled(run_dir.dataset(target, split), model, threshold, confidence_dir, window=window)

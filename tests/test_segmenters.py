@@ -1,16 +1,22 @@
 import math
+from types import SimpleNamespace
 
+import accelerate.scheduler
 import numpy as np
 import pytest
 import torch
+from accelerate import Accelerator
+from transformers import BertConfig, SegformerConfig, SegformerForImageClassification, SegformerForSemanticSegmentation
 
 from synthlib import segmenters
 from synthlib.datasets import Dataset, Sample
-from synthlib.labels import IGNORE
+from synthlib.labels import CLASS_NAMES, IGNORE
 from synthlib.metrics import ConfusionMatrix
 from synthlib.segmenters import TrainSettings, uda
+from synthlib.segmenters import model as segmenter_model
+from synthlib.segmenters.infer import logits
 from synthlib.segmenters.model import ModelError
-from synthlib.segmenters.train import augment, rcs_weights
+from synthlib.segmenters.train import augment, lr_schedule, rcs_weights
 
 
 class Stripes(Dataset):
@@ -154,3 +160,104 @@ def test_uda_needs_a_target_and_models_round_trip(tmp_path):
         segmenters.load(tmp_path)
     with pytest.raises(ModelError, match="pass a local folder"):
         segmenters.load("nvidia/segformer-b0-finetuned-cityscapes-does-not-exist")
+
+
+TINY = segmenters.ARCHITECTURES["mit-tiny"]  # hidden sizes 16-128, one block a stage
+
+
+def _encoder_weights(model) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if k.startswith("segformer.")}
+
+
+def _head_weights(model) -> dict[str, torch.Tensor]:
+    return {k: v for k, v in model.state_dict().items() if k.startswith("decode_head.")}
+
+
+def test_an_imagenet_classifier_checkpoint_gives_its_encoder_and_a_new_seeded_head(tmp_path):
+    torch.manual_seed(7)
+    classifier = SegformerForImageClassification(SegformerConfig(**TINY, num_labels=1000))  # as nvidia/mit-b5
+    classifier.save_pretrained(tmp_path / "mit")
+    with pytest.warns(UserWarning, match=r"encoder of .*mit \(a 1000-class image classifier\); the decode head is new"):
+        model = segmenters.build(str(tmp_path / "mit"), seed=0)
+    assert isinstance(model, SegformerForSemanticSegmentation) and model.config.synthlib_init == "encoder"
+    assert model.config.num_labels == 19 and model.config.id2label[13] == "car" == CLASS_NAMES[13]
+    assert model.config.semantic_loss_ignore_index == IGNORE
+    encoder, pretrained = _encoder_weights(model), _encoder_weights(classifier)
+    assert encoder.keys() == pretrained.keys() and all(torch.equal(encoder[k], pretrained[k]) for k in encoder)
+    assert model.decode_head.classifier.out_channels == 19
+    with torch.no_grad():
+        assert model(pixel_values=torch.zeros(1, 3, 32, 64)).logits.shape[:2] == (1, 19)
+    with pytest.warns(UserWarning):
+        again, other = segmenters.build(str(tmp_path / "mit"), seed=0), segmenters.build(str(tmp_path / "mit"), seed=1)
+    head, head_again, head_other = _head_weights(model), _head_weights(again), _head_weights(other)
+    assert all(torch.equal(head[k], head_again[k]) for k in head)
+    assert not torch.equal(head["decode_head.classifier.weight"], head_other["decode_head.classifier.weight"])
+
+
+def test_a_cityscapes_segmenter_loads_whole_and_one_of_other_classes_keeps_its_encoder(tmp_path):
+    model = segmenters.build("mit-tiny", seed=3)
+    segmenters.save(model, tmp_path / "cityscapes")
+    loaded = segmenters.build(str(tmp_path / "cityscapes"), seed=9)
+    assert loaded.config.synthlib_init == "full"
+    saved, read = model.state_dict(), loaded.state_dict()
+    assert saved.keys() == read.keys() and all(torch.equal(saved[k], read[k]) for k in saved)
+
+    ade = SegformerForSemanticSegmentation(SegformerConfig(**TINY, num_labels=150))  # as an ADE20k SegFormer
+    ade.save_pretrained(tmp_path / "ade")
+    with pytest.warns(UserWarning, match=r"\(a 150-class segmenter\); the decode head is new"):
+        adapted = segmenters.load(tmp_path / "ade")
+    assert adapted.config.synthlib_init == "encoder" and adapted.decode_head.classifier.out_channels == 19
+    assert all(torch.equal(v, _encoder_weights(ade)[k]) for k, v in _encoder_weights(adapted).items())
+
+    BertConfig().save_pretrained(tmp_path / "bert")
+    with pytest.raises(ModelError, match="'bert' model, not a SegFormer"):
+        segmenters.load(tmp_path / "bert")
+
+
+def _lrs(settings: TrainSettings, num_processes: int, monkeypatch) -> list[float]:
+    """The learning rate of each micro-batch, the schedule built and stepped as ``train`` does under accelerate."""
+    # accelerate steps a prepared scheduler num_processes times per optimiser step; pretend to be that many
+    monkeypatch.setattr(accelerate.scheduler, "AcceleratorState", lambda: SimpleNamespace(num_processes=num_processes))
+    accelerator = Accelerator(gradient_accumulation_steps=settings.grad_accum)
+    layer = torch.nn.Linear(1, 1)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=settings.lr)
+    optimizer, scheduler = accelerator.prepare(optimizer, lr_schedule(optimizer, settings, num_processes))
+    lrs = []
+    for _ in range(settings.steps):
+        for _ in range(settings.grad_accum):
+            with accelerator.accumulate(layer):
+                lrs.append(optimizer.param_groups[0]["lr"])
+                accelerator.backward(layer(torch.ones(1, 1)).sum())
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+    return lrs
+
+
+@pytest.mark.parametrize("grad_accum", [1, 2])
+def test_the_learning_rate_schedule_is_that_of_one_process_on_any_number(monkeypatch, grad_accum):
+    settings = TrainSettings(steps=10, warmup_steps=3, lr=1.0, grad_accum=grad_accum)
+    per_step = [(k + 1) / 3 if k < 3 else 1 - k / 10 for k in range(10)]  # linear warm-up, then poly (power 1) to 0
+    expected = np.repeat(per_step, grad_accum)
+    one, two = _lrs(settings, 1, monkeypatch), _lrs(settings, 2, monkeypatch)
+    assert one == pytest.approx(expected) and two == pytest.approx(expected)
+    assert two[-1] == pytest.approx(0.1)  # the last step: lr / steps, not a schedule that ran out halfway
+
+
+def test_models_go_to_the_device_accelerate_would_use(monkeypatch):
+    model = segmenters.build("mit-tiny", seed=0)
+    assert segmenter_model.to_accelerator(model) is model and model.device.type == "cpu"  # no accelerator: unchanged
+    monkeypatch.setattr(segmenter_model, "processes", lambda: SimpleNamespace(device=torch.device("meta")))
+    segmenter_model.to_accelerator(model)
+    assert {p.device.type for p in model.parameters()} == {"meta"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_inference_moves_a_cpu_model_to_the_gpu_and_returns_cpu_arrays():
+    model = segmenters.build("mit-tiny", seed=0).eval()
+    x = np.random.default_rng(0).integers(0, 255, (2, 32, 64, 3), dtype=np.uint8)
+    with torch.no_grad():
+        on_cpu = torch.softmax(logits(model, torch.from_numpy(x)), 1).numpy()
+    proba = segmenters.predict_proba(model, x)
+    assert model.device.type == "cuda" and isinstance(proba, np.ndarray)
+    assert np.allclose(proba, on_cpu, atol=1e-4)

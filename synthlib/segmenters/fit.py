@@ -22,11 +22,12 @@ from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from synthlib.datasets import Dataset, Sample
+from synthlib.fingerprints import weights_fingerprint
 from synthlib.labels import IGNORE
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
 from synthlib.segmenters.infer import evaluate as evaluate_model
-from synthlib.segmenters.model import build, load, save
+from synthlib.segmenters.model import ARCHITECTURES, build, load, save, to_accelerator
 from synthlib.segmenters.train import TrainSettings, train
 
 #: Training methods: switches of TrainSettings. "supervised" is source-only (or the oracle on target labels).
@@ -124,6 +125,9 @@ def _fit_stage(run_dir: RunDir, cfg: Profile, train_set: str, method: str, targe
     target = target if s.needs_target else None
     inputs = [train_set] + ([target] if target else [])
     params = {"model": cfg.seg_model, "train_set": train_set, "target": target, "settings": asdict(s)}
+    weights = None if cfg.seg_model in ARCHITECTURES else weights_fingerprint(cfg.seg_model)
+    if weights is not None:  # a folder / cached hub id: new weights at the same path re-run the stage
+        params["model_weights"] = weights
 
     def build_stage(ctx):
         model = build(cfg.seg_model, seed=cfg.seed)
@@ -140,8 +144,8 @@ def _fit_stage(run_dir: RunDir, cfg: Profile, train_set: str, method: str, targe
 
 
 def load_model(run_dir: RunDir, stage: str):
-    """The segmenter saved by a ``fit`` stage."""
-    return load(run_dir.stage_path(stage) / "model")
+    """The segmenter saved by a ``fit`` stage, on this process's accelerator (if there is one)."""
+    return to_accelerator(load(run_dir.stage_path(stage) / "model"))
 
 
 def evaluate(run_dir: RunDir, cfg: Profile, stage: str, eval_sets: list[str]) -> pd.DataFrame:

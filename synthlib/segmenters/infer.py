@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 from synthlib.datasets import Dataset
 from synthlib.labels import NUM_CLASSES
 from synthlib.metrics import ConfusionMatrix
-from synthlib.segmenters.model import normalise
+from synthlib.segmenters.model import normalise, to_accelerator
 
 
 def logits(model: torch.nn.Module, images: torch.Tensor) -> torch.Tensor:
@@ -31,9 +31,11 @@ def predict_proba(
     """Softmax probabilities NxCxHxW (float32) for a batch of same-size uint8 images.
 
     ``window`` (h, w) switches to sliding-window inference with ``stride``
-    (default: half the window); overlapping windows are averaged.
+    (default: half the window); overlapping windows are averaged. A model on the CPU is first
+    moved to the accelerator, if there is one (``segmenters.model.to_accelerator``); results come back
+    to the CPU.
     """
-    model.eval()
+    model = to_accelerator(model).eval()
     device = next(model.parameters()).device
     x = torch.as_tensor(np.stack(images) if not isinstance(images, np.ndarray) else images, device=device)
     if window is None or tuple(window) == tuple(x.shape[1:3]):
@@ -55,7 +57,8 @@ def evaluate(
     progress: bool = True,
     desc: str = "evaluate",
 ) -> ConfusionMatrix:
-    """Confusion matrix of the model's predictions over a labelled dataset."""
+    """Confusion matrix of the model's predictions over a labelled dataset (on the accelerator, if there is one)."""
+    model = to_accelerator(model)
     cm = ConfusionMatrix(NUM_CLASSES)
     for images, labels in tqdm(_batches(dataset, batch_size), total=-(-len(dataset) // batch_size), desc=desc, disable=not progress, leave=False):
         pred, _ = predict(model, images, window)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
-from accelerate.utils import set_seed
+from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from PIL import Image
 from tqdm.auto import tqdm
 
@@ -86,9 +86,14 @@ def train(
         raise ValueError("the UDA switches (advent, road_dst, road_spt, self_training) need a target dataset")
     if len(source) == 0:
         raise ValueError(f"training set {getattr(source, 'name', '')!r} is empty")
+    # ADVENT and ROAD (spt) train domain discriminators beside the segmenter, and ADVENT freezes its own
+    # (requires_grad toggled on a DDP-wrapped module) for the adversarial term: let DDP allow parameters
+    # without gradients. In one process there is no DDP and this changes nothing.
+    discriminators = settings.advent or settings.road_spt
     accelerator = Accelerator(
         mixed_precision="fp16" if settings.mixed_precision and torch.cuda.is_available() else "no",
         gradient_accumulation_steps=settings.grad_accum,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if discriminators else [],
     )
     set_seed(settings.seed)
     crop = tuple(settings.crop) if settings.crop else source[0].image.shape[:2]
@@ -99,7 +104,7 @@ def train(
 
     parts = _Parts(model, settings)
     optimizer = torch.optim.AdamW(parts.trainable(), lr=settings.lr, weight_decay=settings.weight_decay)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _poly(settings))
+    scheduler = lr_schedule(optimizer, settings, accelerator.num_processes)
     prepared = accelerator.prepare(model, optimizer, scheduler, src_loader, *parts.extra_modules())
     model, optimizer, scheduler, src_loader = prepared[:4]
     parts.bind(model, prepared[4:])
@@ -192,7 +197,7 @@ class _Parts:
         if tgt is None:
             return losses
         if s.road_spt:
-            losses["road_spt"] = s.road_spt_weight * self.spatial.loss(out.hidden_states[-1], src["box"], 0.0)
+            losses["road_spt"] = s.road_spt_weight * self.spatial(out.hidden_states[-1], src["box"], 0.0)
         if s.advent or s.road_dst or s.road_spt:
             out_t = self.model(pixel_values=normalise(tgt["image"]), output_hidden_states=s.road_dst or s.road_spt)
             if s.advent:
@@ -209,7 +214,7 @@ class _Parts:
                     reference = self.reference(pixel_values=normalise(tgt["image"]), output_hidden_states=True).hidden_states[-1]
                 losses["road_dst"] = s.road_dst_weight * uda.distillation_loss(out_t.hidden_states[-1], reference)
             if s.road_spt:
-                losses["road_spt"] = losses["road_spt"] + s.road_spt_weight * self.spatial.loss(out_t.hidden_states[-1], tgt["box"], 1.0)
+                losses["road_spt"] = losses["road_spt"] + s.road_spt_weight * self.spatial(out_t.hidden_states[-1], tgt["box"], 1.0)
         if s.self_training:
             losses["self_training"] = self._self_training_loss(src, tgt, step)
         return losses
@@ -239,11 +244,23 @@ def _upsample(logits: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(logits, size=tuple(size), mode="bilinear", align_corners=False)
 
 
+def lr_schedule(optimizer: torch.optim.Optimizer, settings: TrainSettings, num_processes: int = 1):
+    """Linear warm-up then poly decay, as a function of the optimiser step whatever accelerate does to it.
+
+    A scheduler passed through ``accelerator.prepare`` is stepped once per optimiser step
+    (not per accumulated micro-batch), ``num_processes`` times over: it assumes the schedule
+    counts samples of a batch that grew with the processes. This one divides that count
+    back, so that every process count sees the learning rates of one process.
+    """
+    poly = _poly(settings)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda count: poly(count // num_processes))
+
+
 def _poly(settings: TrainSettings):
     def factor(step: int) -> float:
         if step < settings.warmup_steps:
             return (step + 1) / settings.warmup_steps
-        return max(1 - step / max(settings.steps * settings.grad_accum, 1), 0.0) ** settings.poly_power
+        return max(1 - step / max(settings.steps, 1), 0.0) ** settings.poly_power
 
     return factor
 

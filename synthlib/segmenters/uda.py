@@ -108,8 +108,11 @@ class SpatialDomainClassifier(nn.Module):
         # One 1x1-conv head with grid*grid outputs = grid*grid independent classifiers.
         self.heads = nn.Sequential(nn.Conv2d(channels, width, 1), nn.ReLU(inplace=True), nn.Conv2d(width, grid * grid, 1))
 
-    def loss(self, features: torch.Tensor, box: torch.Tensor, domain: float, scale: float = 1.0) -> torch.Tensor:
-        """BCE of each location's own-cell classifier against ``domain``; gradients reach the features reversed."""
+    def forward(self, features: torch.Tensor, box: torch.Tensor, domain: float, scale: float = 1.0) -> torch.Tensor:
+        """BCE of each location's own-cell classifier against ``domain``; gradients reach the features reversed.
+
+        The loss is the forward pass, so that a DDP-wrapped classifier (``accelerate launch``) is called through DDP.
+        """
         logits = self.heads(grad_reverse(features, scale))  # N x G*G x h x w
         cells = grid_cells(box, features.shape[2:], self.grid)
         own = logits.gather(1, cells[:, None]).squeeze(1)
