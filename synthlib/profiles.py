@@ -100,6 +100,12 @@ class Profile:
     diff_lora_rank: int = 0  # stage 1: > 0 trains LoRA adapters (needs peft) instead of the whole UNet
     diff_gradient_checkpointing: bool = False
     diff_mixed_precision: bool = True  # fp16, on CUDA only
+    # On CUDA with mixed precision: the frozen modules' dtype in training (VAE, text encoder, a ControlNet's UNet) and
+    # sampling's autocast dtype ("float16", "bfloat16"); "float32" keeps them, as the embedded profiles' results were made.
+    diff_inference_dtype: str = "float32"
+    # Data-loader worker processes of diffusion training on CUDA (stage 2 one-hot encodes and erodes every map); 0 on
+    # CPUs. Speed only: the batches are the same with any number.
+    diff_data_workers: int = 0
     diff_checkpoint_every: int = 200
     diff_pretrain_steps: int = 600
     diff_pretrain_jitter: float = 0.5  # palette / colour jitter of the pretraining corpus
@@ -111,6 +117,9 @@ class Profile:
     diff_depth: bool = True  # a depth channel in the conditioning
     diff_depth_model: str = ""  # "" = the dataset's depth; else a transformers depth model folder / hub id
     diff_p_uncond: float = 0.1  # condition dropout in training (classifier-free guidance)
+    # The dropped examples lose their prompt too (-> ""), so guidance's unconditional branch is "" + no map, as Stable
+    # Diffusion learnt it. Off on the embedded profiles: their results were made with the map dropped alone.
+    diff_text_dropout: bool = False
     diff_guidance: float = 1.0  # guidance scale w at sampling; 1 = conditional only
     diff_conditioning_scale: float = 1.0
     diff_sample_steps: int = 20
@@ -245,6 +254,8 @@ PROFILES: dict[str, Profile] = {
         diff_lr=1e-5,
         diff_ema=0.9999,
         diff_gradient_checkpointing=True,
+        diff_inference_dtype="float16",  # SD 1.5's frozen VAE, text encoder and UNet in fp16, as diffusers' ControlNet script
+        diff_data_workers=8,
         diff_checkpoint_every=1000,
         diff_pretrain_steps=0,
         diff_stage1_steps=10000,
@@ -253,11 +264,16 @@ PROFILES: dict[str, Profile] = {
         diff_stage2_steps=20000,
         diff_erosion=8,
         diff_depth_model="depth-anything/Depth-Anything-V2-Small-hf",
+        diff_p_uncond=0.1,  # SD's own rate of dropped captions
+        diff_text_dropout=True,  # ... dropped with the map: unconditional = "" + no map
+        # SD 1.5's standard guidance scale (its pipelines' default, the scale it was evaluated at). ControlNet's paper
+        # samples at 9; 7.5 because here the map is guided too (both are dropped), and stronger guidance saturates colours.
+        diff_guidance=7.5,
         diff_sample_steps=50,
         diff_eval_images=500,
         # Generation and MCOC (04_generation, 05_mcoc_filtering)
         gen_per_map=2,
-        gen_guidance=1.0,  # run 05's settings search on the real model and pass its choice
+        gen_guidance=7.5,  # as diff_guidance (1 would sample SD with no guidance at all); 05's search may pick another
         gen_conditioning_scale=1.0,
         gen_steps=50,
         gen_batch=8,
@@ -265,6 +281,7 @@ PROFILES: dict[str, Profile] = {
         mcoc_min_pixels=256,
         mcoc_judged_share=0.0,  # a Cityscapes-level judge sees every class: MCOC exactly as DESIGN §5
         mcoc_rectify_within="any",  # a Cityscapes-level judge: rectification as DESIGN §5 has it
+        mcoc_grid_guidance=(3.0, 7.5, 9.0),  # around SD's 7.5 and ControlNet's 9: 1 and 2 barely guide SD
         mcoc_grid_conditioning=(0.5, 1.0, 1.5),
         mcoc_grid_steps=(20, 50),
         mcoc_grid_maps=100,

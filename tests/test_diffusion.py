@@ -438,3 +438,242 @@ def test_a_latent_model_without_clip_sample_in_its_config_never_clips(tmp_path):
     assert pixel.scheduler.config.clip_sample is True
     assert _sampler(pixel, "ddim").config.clip_sample is True
     assert diffusion.load(diffusion.save(pixel, tmp_path / "pixel")).scheduler.config.clip_sample is True
+
+
+# --- the latent (Stable Diffusion) path: scaling, guidance, dropout, targets, precision, data workers ---------
+
+
+@pytest.fixture(scope="module")
+def sd_folder(tmp_path_factory):
+    """A tiny Stable Diffusion v1 folder in the hub layout (latent space, VAE downsampling by 8)."""
+    from synthlib import tiny_hub
+
+    return tiny_hub.write_stable_diffusion(tmp_path_factory.mktemp("hub") / "sd")
+
+
+def _sd_controlnet(sd_folder, prompt: str = "a photo of a city street") -> diffusion.DiffusionModel:
+    """The tiny SD with a ControlNet whose zero-initialised layers are made random, so the map changes predictions."""
+    model = diffusion.add_branch(diffusion.build(str(sd_folder), (32, 32), prompt), "controlnet", depth=False)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.controlnet.parameters():
+            if not p.any():
+                p.copy_(torch.randn(p.shape, generator=g))
+    return model
+
+
+def test_latents_carry_the_vae_scaling_factor_both_ways(sd_folder):
+    from diffusers import AutoencoderKL
+
+    model = diffusion.build(str(sd_folder), (32, 32), "a photo")
+    assert model.vae.config.scaling_factor == pytest.approx(0.18215)  # SD v1's, read from the folder
+    vae = AutoencoderKL.from_config({**model.vae.config, "scaling_factor": 0.5})
+    vae.load_state_dict(model.vae.state_dict())
+    model.vae = vae.eval()
+    images = torch.randint(0, 256, (2, 3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    latents = model.encode_images(images, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        posterior = vae.encode(images.float() / 127.5 - 1).latent_dist
+        raw = posterior.sample(torch.Generator().manual_seed(1))  # the same draw, by hand
+        decoded_by_hand = vae.decode(raw).sample.clamp(-1, 1)
+        decoded_unscaled = vae.decode(latents).sample.clamp(-1, 1)  # what forgetting the factor in decode gives
+    assert latents.shape == (2, 4, 4, 4) and latents.dtype == torch.float32
+    assert torch.allclose(latents, 0.5 * raw, atol=1e-6)
+    assert latents.std().item() == pytest.approx(0.5 * raw.std().item(), rel=1e-5)
+    assert latents.mean().item() == pytest.approx(0.5 * raw.mean().item(), abs=1e-6)
+    assert torch.allclose(model.decode(latents), decoded_by_hand, atol=1e-5)  # decode divides by the factor again
+    assert (model.decode(latents) - decoded_unscaled).abs().max() > 1e-2  # ... which this VAE would show if it did not
+
+
+def test_guidance_mixes_conditional_and_empty_prompt_unconditional_predictions(sd_folder):
+    from synthlib.diffusion.sampling import guided
+
+    model = _sd_controlnet(sd_folder)
+    assert model.uncond_prompt == ""  # Stable Diffusion's unconditional prompt
+    maps = np.zeros((2, 32, 32), np.uint8)
+    maps[:, :, 16:] = CAR
+    maps[1, :16] = SKY
+    condition = conditioning.encode(maps, model.condition_size)
+    x = torch.randn(2, 4, 4, 4, generator=torch.Generator().manual_seed(2))
+    t = torch.tensor([500, 500])
+    text, empty = model.encode_prompt([model.prompt]), model.encode_prompt([""])
+    zeros = torch.zeros_like(condition)
+    rows = []
+    hook = model.unet.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[0]))
+    with torch.no_grad():
+        cond = model.predict(x, t, text.expand(2, -1, -1), condition)
+        uncond = model.predict(x, t, empty.expand(2, -1, -1), zeros)
+        # both parts of the unconditional input matter here, so getting either wrong would show
+        assert (uncond - model.predict(x, t, text.expand(2, -1, -1), zeros)).abs().max() > 1e-3
+        assert (uncond - model.predict(x, t, empty.expand(2, -1, -1), condition)).abs().max() > 1e-3
+        for w, batch in ((7.5, 4), (2.0, 4), (1.0, 2), (0.0, 2)):
+            rows.clear()
+            pred = guided(model, x, t, text, empty, condition, w)
+            assert torch.allclose(pred, uncond + w * (cond - uncond), atol=1e-4), w
+            assert rows == [batch], (w, rows)  # one pass of 2N, or N alone: w = 1 runs no unconditional pass
+    hook.remove()
+
+
+def test_generate_guides_away_from_the_models_unconditional_prompt(sd_folder):
+    """Stable Diffusion's unconditional pass gets "", a pixel model trained without text dropout its domain prompt."""
+    for model in (_sd_controlnet(sd_folder), diffusion.add_branch(diffusion.build("micro", (16, 32), "p"), "concat", False)):
+        seen = []
+        real = model.predict
+
+        def record(x, t, text, condition=None, *args, real=real, seen=seen, **kw):
+            seen.append((text, condition))
+            return real(x, t, text, condition, *args, **kw)
+
+        model.predict = record
+        diffusion.generate(model, np.full((1, *model.resolution), CAR, np.uint8), guidance_scale=3.0, steps=1)
+        (text, condition), = seen
+        expected = model.encode_prompt([model.prompt if model.uncond_prompt is None else ""])
+        assert torch.equal(text[0], model.encode_prompt([model.prompt])[0]) and condition[0].any()
+        assert torch.equal(text[1], expected[0]) and not condition[1].any()
+        assert model.uncond_prompt == ("" if model.space == "latent" else None)
+
+
+def test_text_and_condition_dropout_drop_the_same_examples():
+    n = 64
+    cond = torch.rand(n, 3, 2, 2) + 0.1
+    text, empty = torch.randn(n, 5, 4), torch.randn(1, 5, 4)
+    counts = {}
+    for p in (0.0, 0.5, 1.0):
+        maps, texts = conditioning.drop_with_text(cond, text, empty, p, torch.Generator().manual_seed(1))
+        no_map = (maps == 0).flatten(1).all(1)
+        no_text = (texts == empty).flatten(1).all(1)
+        assert torch.equal(no_map, no_text)  # the unconditional examples lose both, the others neither
+        assert torch.equal(maps[~no_map], cond[~no_map]) and torch.equal(texts[~no_text], text[~no_text])
+        same_draws = (conditioning.drop(cond, p, torch.Generator().manual_seed(1)) == 0).flatten(1).all(1)
+        assert torch.equal(no_map, same_draws)  # the maps dropped are those ``drop`` drops
+        counts[p] = int(no_map.sum())
+    assert counts[0.0] == 0 and counts[1.0] == n and 16 < counts[0.5] < 48
+
+
+def test_training_feeds_dropped_examples_the_empty_prompt_and_no_map():
+    """Through the training loop: what the model is given for p_uncond 1, 0 and 0.5, with and without text dropout."""
+    for p_uncond, text_dropout in ((1.0, True), (0.0, True), (0.5, True), (1.0, False)):
+        model = diffusion.add_branch(diffusion.build("micro", (8, 16), "p", seed=0), "concat", depth=False)
+        prompt, empty = model.encode_prompt(["p"])[0], model.encode_prompt([""])[0]
+        seen = []
+        real = model.predict
+
+        def record(x, t, text, condition=None, *args, real=real, seen=seen, **kw):
+            seen.append((text.detach(), condition.detach()))
+            return real(x, t, text, condition, *args, **kw)
+
+        model.predict = record
+        s = DiffusionSettings(steps=1, batch_size=16, warmup_steps=1, p_uncond=p_uncond, text_dropout=text_dropout)
+        train(model, Examples([(Halves(16, 0), 0)], model.resolution, s, {"size": model.condition_size, "depth": None}), ["p"], s, progress=False)
+        (text, condition), = seen
+        no_map = (condition == 0).flatten(1).all(1)
+        got_empty = (text == empty).flatten(1).all(1)
+        got_prompt = (text == prompt).flatten(1).all(1)
+        assert torch.equal(got_empty | got_prompt, torch.ones(16, dtype=torch.bool))
+        if text_dropout:
+            assert torch.equal(no_map, got_empty), p_uncond
+            assert int(no_map.sum()) == 16 if p_uncond == 1 else int(no_map.sum()) == 0 if p_uncond == 0 else 0 < no_map.sum() < 16
+            assert model.uncond_prompt == ""  # sampling's unconditional pass follows what was trained
+        else:
+            assert no_map.all() and got_prompt.all() and model.uncond_prompt is None  # the embedded profiles' behaviour
+
+
+def test_training_target_is_the_velocity_or_the_noise():
+    from diffusers import DDPMScheduler
+
+    from synthlib.diffusion.train import training_target
+
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(3, 4, 2, 2, generator=g), torch.randn(3, 4, 2, 2, generator=g)
+    t = torch.tensor([0, 400, 999])
+    v_schedule = DDPMScheduler(prediction_type="v_prediction", beta_schedule="squaredcos_cap_v2")
+    a = v_schedule.alphas_cumprod[t].view(-1, 1, 1, 1)
+    v = training_target(v_schedule, x0, noise, t)
+    assert torch.allclose(v, a.sqrt() * noise - (1 - a).sqrt() * x0, atol=1e-6)  # v = sqrt(a) eps - sqrt(1 - a) x0
+    assert torch.allclose(v, v_schedule.get_velocity(x0, noise, t))
+    xt = v_schedule.add_noise(x0, noise, t)
+    assert torch.allclose(a.sqrt() * xt - (1 - a).sqrt() * v, x0, atol=1e-5)  # and x0 is recoverable from it
+    eps_schedule = DDPMScheduler(prediction_type="epsilon")
+    assert torch.equal(training_target(eps_schedule, x0, noise, t), noise)
+    with pytest.raises(ValueError, match="prediction type 'sample' is not supported"):
+        training_target(DDPMScheduler(prediction_type="sample"), x0, noise, t)
+
+
+def test_half_precision_is_for_cuda_only():
+    from synthlib.diffusion.model import device_dtype
+
+    assert device_dtype("float16", "cpu") is torch.float32
+    assert device_dtype("bfloat16", torch.device("cpu")) is torch.float32
+    assert device_dtype("float16", "cuda") is torch.float16
+    assert device_dtype("bfloat16", "cuda:1") is torch.bfloat16
+    assert device_dtype("float32", "cuda") is torch.float32
+    with pytest.raises(DiffusionModelError, match="diff_inference_dtype 'fp16' unknown; valid: float32, float16, bfloat16"):
+        device_dtype("fp16", "cuda")
+
+
+def test_frozen_modules_at_half_precision_train_and_come_back_exact(sd_folder, monkeypatch):
+    """The CUDA path (frozen VAE, text encoder and UNet in half precision, autocast) run on a CPU with bfloat16."""
+    from synthlib.diffusion import sampling
+    from synthlib.diffusion import train as train_module
+
+    monkeypatch.setattr(train_module, "_frozen_dtype", lambda settings, accelerator: torch.bfloat16)
+    model = diffusion.add_branch(diffusion.build(str(sd_folder), (32, 32), "a photo"), "controlnet", depth=False)
+    before = {n: {k: v.clone() for k, v in m.state_dict().items()} for n, m in model.modules().items()}
+    s = DiffusionSettings(steps=2, batch_size=2, warmup_steps=1, lr=1e-3, p_uncond=0.5, text_dropout=True, inference_dtype="bfloat16")
+    data = Examples([(Halves(4, 0), 0)], (32, 32), s, {"size": model.condition_size, "depth": None})
+    history = train(model, data, ["a photo"], s, progress=False)
+    assert np.isfinite(history["loss"]).all()
+    for name in ("unet", "vae", "text_encoder"):  # frozen: back in float32, not a bit changed by the round trip
+        for k, v in getattr(model, name).state_dict().items():
+            assert v.dtype == before[name][k].dtype and torch.equal(v, before[name][k]), (name, k)
+    assert all(p.dtype == torch.float32 for p in model.controlnet.parameters())
+    assert any(not torch.equal(v, before["controlnet"][k]) for k, v in model.controlnet.state_dict().items())
+    assert model.inference_dtype == "bfloat16" and model.settings()["inference_dtype"] == "bfloat16"
+    monkeypatch.setattr(sampling, "device_dtype", lambda name, device: torch.bfloat16)  # sampling under autocast too
+    images = diffusion.generate(model, np.zeros((1, 32, 32), np.uint8), guidance_scale=7.5, steps=2)
+    assert images.shape == (1, 32, 32, 3) and images.dtype == np.uint8
+
+
+def test_the_new_settings_leave_the_embedded_profiles_stage_params_alone():
+    from synthlib.diffusion.common import STAGES, settings
+    from synthlib.diffusion.train import settings_dict
+
+    legacy = {  # DiffusionSettings' fields before text dropout, inference dtype and data workers existed
+        "steps", "batch_size", "lr", "weight_decay", "warmup_steps", "max_grad_norm", "seed", "grad_accum", "ema",
+        "lora_rank", "gradient_checkpointing", "mixed_precision", "checkpoint_every", "flip", "jitter", "erosion",
+        "p_uncond", "eval_every",
+    }  # fmt: skip
+    for name in ("smoke", "default"):
+        for stage in STAGES:
+            assert set(settings_dict(settings(profiles.load(name), stage))) == legacy, (name, stage)
+    paper = settings_dict(DiffusionSettings(text_dropout=True, inference_dtype="float16", data_workers=8))
+    assert paper["text_dropout"] is True and paper["inference_dtype"] == "float16"
+    assert "data_workers" not in paper  # speed only: the same workers-free hash
+
+
+def test_the_paper_profile_samples_stable_diffusion_with_guidance():
+    paper, default = profiles.load("paper"), profiles.load("default")
+    assert paper.diff_guidance == paper.gen_guidance == 7.5 and paper.diff_p_uncond == 0.1 and paper.diff_text_dropout
+    assert 7.5 in paper.mcoc_grid_guidance and 1.0 not in paper.mcoc_grid_guidance
+    assert paper.diff_inference_dtype == "float16" and paper.diff_data_workers == 8
+    assert not default.diff_text_dropout and default.diff_inference_dtype == "float32" and default.diff_data_workers == 0
+
+
+def test_loader_workers_give_the_same_batches():
+    import pickle
+
+    from synthlib.diffusion.train import _loader
+
+    model = diffusion.add_branch(diffusion.build("micro", (8, 16)), "concat", depth=True)
+    s = DiffusionSettings(steps=3, batch_size=4, seed=3, erosion=1)
+    examples = Examples([(Halves(10, 0), 0), (Halves(6, 5), 0)], model.resolution, s, {"size": model.condition_size, "depth": "dataset"})
+    copy = pickle.loads(pickle.dumps(examples))  # workers may get the dataset by pickle (spawn, forkserver)
+    assert all(torch.equal(a, b) for a, b in zip(copy[(5, 12)].values(), examples[(5, 12)].values(), strict=True))
+    serial = list(_loader(examples, s, 12, workers=0))
+    loader = _loader(examples, s, 12, workers=2)
+    assert loader.num_workers == 2 and loader.persistent_workers
+    parallel = list(loader)
+    assert len(serial) == len(parallel) == 3
+    for a, b in zip(serial, parallel, strict=True):
+        assert a.keys() == b.keys() == {"image", "prompt", "condition"}
+        assert all(torch.equal(a[k], b[k]) for k in a)

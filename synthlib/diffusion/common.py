@@ -35,6 +35,9 @@ def settings(cfg: Profile, stage: str) -> DiffusionSettings:
         jitter=cfg.diff_pretrain_jitter if stage == "pretrain" else 0.0,
         erosion=cfg.diff_erosion if stage == "stage2" else 0,
         p_uncond=cfg.diff_p_uncond if stage == "stage2" else 0.0,
+        text_dropout=cfg.diff_text_dropout if stage == "stage2" else False,
+        inference_dtype=cfg.diff_inference_dtype,
+        data_workers=cfg.diff_data_workers,
         eval_every=cfg.diff_eval_every if stage == "stage1" else 0,
     )
 

@@ -116,10 +116,32 @@ def unknown_share(maps: np.ndarray, erosion: int) -> float:
 
 def drop(condition: torch.Tensor, p_uncond: float, generator: torch.Generator) -> torch.Tensor:
     """Condition dropout for classifier-free guidance: each map becomes all zeros with probability ``p_uncond``."""
+    dropped = unconditional_mask(condition.shape[0], p_uncond, generator)
+    return condition * (~dropped).to(condition.device, condition.dtype).view(-1, 1, 1, 1)
+
+
+def drop_with_text(
+    condition: torch.Tensor, text: torch.Tensor, empty_text: torch.Tensor, p_uncond: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Condition dropout that drops the prompt too: (maps, text embeddings) with the unconditional examples replaced.
+
+    Each example, with probability ``p_uncond``, gets an all-zero map and
+    ``empty_text`` (the empty prompt's embedding, 1 x tokens x dim) in place of
+    its ``text`` (N x tokens x dim), as Stable Diffusion and ControlNet train the
+    unconditional branch that classifier-free guidance samples with. The same
+    draws as ``drop``: the same examples lose their maps.
+    """
+    dropped = unconditional_mask(condition.shape[0], p_uncond, generator)
+    maps = condition * (~dropped).to(condition.device, condition.dtype).view(-1, 1, 1, 1)
+    text = torch.where(dropped.to(text.device).view(-1, 1, 1), empty_text.to(text.dtype), text)
+    return maps, text
+
+
+def unconditional_mask(n: int, p_uncond: float, generator: torch.Generator) -> torch.Tensor:
+    """Which of ``n`` examples train the unconditional branch (bool, True with probability ``p_uncond``)."""
     if not 0.0 <= p_uncond <= 1.0:
         raise ConditioningError(f"p_uncond {p_uncond} must lie in [0, 1]")
-    keep = torch.rand(condition.shape[0], generator=generator) >= p_uncond
-    return condition * keep.to(condition.device, condition.dtype).view(-1, 1, 1, 1)
+    return torch.rand(n, generator=generator) < p_uncond
 
 
 def check_pair(image: np.ndarray, label: np.ndarray, depth: np.ndarray | None, where: str) -> None:
@@ -150,11 +172,13 @@ def load_depth_model(path_or_id: str | Path):
 
 
 @torch.no_grad()
-def estimate_depth(model, processor, images: np.ndarray | Sequence[np.ndarray], batch_size: int = 8) -> np.ndarray:
+def estimate_depth(model, processor, images: np.ndarray | Sequence[np.ndarray], batch_size: int = 8, resize: bool = True) -> np.ndarray:
     """Depth up to scale (NxHxW float32, larger = farther) of uint8 RGB images from a monocular depth model.
 
     Relative models (DPT, Depth Anything) predict disparity and are inverted;
     metric ones (GLPN, ZoeDepth, Depth Anything metric) predict depth.
+    ``resize=False`` keeps the model's output resolution (what its processor fed
+    it) instead of interpolating to the images' size (``synthlib.depth`` stores that).
     """
     images = list(images)
     config = model.config
@@ -164,8 +188,9 @@ def estimate_depth(model, processor, images: np.ndarray | Sequence[np.ndarray], 
     for start in range(0, len(images), batch_size):
         chunk = images[start : start + batch_size]
         inputs = processor(images=chunk, return_tensors="pt").to(device)
-        predicted = model(**inputs).predicted_depth
-        predicted = F.interpolate(predicted[:, None].float(), size=chunk[0].shape[:2], mode="bilinear", align_corners=False)[:, 0]
+        predicted = model(**inputs).predicted_depth.float()
+        if resize:
+            predicted = F.interpolate(predicted[:, None], size=chunk[0].shape[:2], mode="bilinear", align_corners=False)[:, 0]
         predicted = predicted.clamp_min(1e-6)
         out.append((predicted if metric else 1.0 / predicted).cpu().numpy())
     return np.concatenate(out).astype(np.float32)

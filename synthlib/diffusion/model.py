@@ -44,6 +44,8 @@ SETTINGS_FILE = "synthlib_diffusion.json"
 REQUIRED = ("unet", "scheduler", "text_encoder", "tokenizer")
 BRANCHES = ("concat", "controlnet")
 PREDICTION_TYPES = ("v_prediction", "epsilon")
+#: Dtypes the frozen modules and sampling may run at on CUDA (``diff_inference_dtype``).
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 _D, _X, _U, _XU = "DownBlock2D", "CrossAttnDownBlock2D", "UpBlock2D", "CrossAttnUpBlock2D"
 
@@ -88,6 +90,11 @@ class DiffusionModel:
     ``resolution`` (h, w) is the image size the model generates; ``prompt`` the
     domain prompt it is trained and sampled with; ``conditioning`` None before
     stage 2, else ``{"branch": "concat" | "controlnet", "depth": bool}``.
+    ``uncond_prompt`` is the prompt of classifier-free guidance's unconditional
+    branch: "" for Stable Diffusion (trained with 10% of its captions dropped to "")
+    and for models trained with text dropout; None means the domain prompt (the
+    embedded models learn the unconditional branch as zero map + domain prompt).
+    ``inference_dtype`` (a ``DTYPES`` name) is what sampling autocasts to on CUDA.
     """
 
     unet: UNet2DConditionModel
@@ -101,6 +108,8 @@ class DiffusionModel:
     conditioning: dict[str, Any] | None = None
     info: dict[str, Any] = field(default_factory=dict)
     patch: int = 1  # pixel space: the side of the pixel cells folded into channels
+    uncond_prompt: str | None = None
+    inference_dtype: str = "float32"
 
     @property
     def space(self) -> str:
@@ -149,7 +158,7 @@ class DiffusionModel:
 
     def settings(self) -> dict[str, Any]:
         """What ``save`` writes to SETTINGS_FILE."""
-        return {
+        out = {
             "space": self.space,
             "resolution": list(self.resolution),
             "prompt": self.prompt,
@@ -157,6 +166,12 @@ class DiffusionModel:
             "info": self.info,
             "patch": self.patch,
         }
+        # Written only when set, so the folders of models that predate them stay byte for byte the same.
+        if self.uncond_prompt is not None:
+            out["uncond_prompt"] = self.uncond_prompt
+        if self.inference_dtype != "float32":
+            out["inference_dtype"] = self.inference_dtype
+        return out
 
     @torch.no_grad()
     def encode_prompt(self, prompts: Sequence[str]) -> torch.Tensor:
@@ -167,13 +182,18 @@ class DiffusionModel:
         return self.text_encoder(ids.to(self.text_encoder.device))[0]
 
     def encode_images(self, images: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """uint8 Nx3xHxW (at ``resolution``) -> the UNet's input space (pixels in [-1, 1], or scaled latents)."""
+        """uint8 Nx3xHxW (at ``resolution``) -> the UNet's input space (pixels in [-1, 1], or scaled latents), float32.
+
+        Latents are a sample of the VAE's posterior times its ``scaling_factor``
+        (which brings SD's latents to about unit variance); ``decode`` divides by it.
+        """
         x = images.float() / 127.5 - 1.0
         if self.vae is None:
             return F.pixel_unshuffle(x, self.patch) if self.patch > 1 else x
         with torch.no_grad():
             dist = self.vae.encode(x.to(self.vae.dtype)).latent_dist
-            return dist.sample(generator) * self.vae.config.scaling_factor
+            # float32 even from a half-precision VAE: noise and training targets are built on these
+            return dist.sample(generator).float() * self.vae.config.scaling_factor
 
     def decode(self, x: torch.Tensor) -> torch.Tensor:
         """The UNet's space -> float images Nx3xHxW in [-1, 1]."""
@@ -378,6 +398,8 @@ def add_branch(model: DiffusionModel, branch: str, depth: bool) -> DiffusionMode
         conditioning={"branch": branch, "depth": bool(depth)},
         info=dict(model.info),
         patch=model.patch,
+        uncond_prompt=model.uncond_prompt,
+        inference_dtype=model.inference_dtype,
     )
 
 
@@ -442,6 +464,9 @@ def _load(where: str, settings: dict[str, Any], local_files_only: bool) -> Diffu
         conditioning=conditioning,
         info={**settings.get("info", {}), "source": where},
         patch=patch,
+        # Stable Diffusion learnt "" as its unconditional prompt; pixel models say what theirs is (absent: the domain prompt).
+        uncond_prompt=settings.get("uncond_prompt", "" if vae is not None else None),
+        inference_dtype=settings.get("inference_dtype", "float32"),
     )
 
 
@@ -477,6 +502,17 @@ def _link_tree(source: Path, target: Path) -> None:
             os.link(file, dest)
         except OSError:
             shutil.copy2(file, dest)
+
+
+def device_dtype(name: str, device: torch.device | str) -> torch.dtype:
+    """The dtype ``name`` (a ``DTYPES`` key, ``diff_inference_dtype``) on ``device``: itself on CUDA, float32 elsewhere.
+
+    Half precision is for GPUs: on a CPU it is slow and changes results, so the
+    CPU path always stays float32.
+    """
+    if name not in DTYPES:
+        raise DiffusionModelError(f"diff_inference_dtype {name!r} unknown; valid: {', '.join(DTYPES)}")
+    return DTYPES[name] if torch.device(device).type == "cuda" else torch.float32
 
 
 def resize(images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

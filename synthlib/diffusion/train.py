@@ -5,12 +5,19 @@ and multiple processes (``accelerate launch``) come from accelerate. Like the
 segmenter loop, every random choice is a function of (seed, position in the
 sample stream) or (seed, step): augmentations per sample, noise, timesteps and
 condition dropout per step, so a run resumed from a checkpoint makes exactly
-the updates an uninterrupted run makes.
+the updates an uninterrupted run makes — and data-loader workers, which only
+prepare examples in parallel, change nothing.
+
+On CUDA the modules that are not trained (VAE, text encoder, and the UNet
+under a ControlNet) run at ``inference_dtype`` (half precision on the paper
+profile), as the Stable Diffusion / ControlNet training scripts run them;
+the trained module keeps float32 weights under accelerate's mixed precision.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -29,8 +36,8 @@ from tqdm.auto import tqdm
 
 from synthlib import checkpoints as checkpoints_io
 from synthlib.datasets import Dataset
-from synthlib.diffusion.conditioning import check_pair, drop, encode
-from synthlib.diffusion.model import DiffusionModel
+from synthlib.diffusion.conditioning import check_pair, drop, drop_with_text, encode
+from synthlib.diffusion.model import DiffusionModel, device_dtype
 
 
 @dataclass(frozen=True)
@@ -55,6 +62,18 @@ class DiffusionSettings:
     erosion: int = 0  # stage 2: erosion radius at the maps' resolution
     p_uncond: float = 0.0  # stage 2: condition dropout for classifier-free guidance
     eval_every: int = 0  # call ``evaluate`` every this many steps (not after the last: callers score the result)
+    # stage 2: the p_uncond-dropped examples lose their prompt too (the empty prompt's embedding), so the
+    # unconditional branch that guidance samples with is "" + no map, as SD and ControlNet learn it
+    text_dropout: bool = False
+    inference_dtype: str = "float32"  # the frozen modules' dtype on CUDA (with mixed_precision); float32 elsewhere
+    data_workers: int = 0  # data-loader worker processes on CUDA (0 on CPUs): speed only, the batches are the same
+
+
+#: Settings recorded in a stage's parameters only when they differ from these values: the runs made before
+#: they existed ran with exactly these, and keep their stage hashes.
+_RECORDED_UNLESS = {"text_dropout": False, "inference_dtype": "float32"}
+#: Settings that never change a result (so never enter a stage's parameters).
+_NOT_RECORDED = ("data_workers",)
 
 
 class Examples(torch.utils.data.Dataset):
@@ -137,11 +156,14 @@ def train(
     a later call with the same folder resumes from the newest one. ``evaluate``
     (called on the main process with the current — or EMA — weights) returns
     scores recorded in the history under ``eval``. Returns the history.
+    The model records how to sample it: ``inference_dtype``, and with
+    ``text_dropout`` an empty ``uncond_prompt`` (guidance's unconditional pass).
     """
     if settings.lora_rank > 0 and importlib.util.find_spec("peft") is None:
         raise ImportError("diff_lora_rank > 0 trains LoRA adapters with peft, which is not installed: pip install peft, or set diff_lora_rank=0")
     if settings.lora_rank > 0 and model.controlnet is not None:
         raise ValueError("LoRA is for stage-1 fine-tuning of a UNet; the ControlNet branch is trained in full")
+    device_dtype(settings.inference_dtype, "cpu")  # an unknown name fails here, before anything loads
     accelerator = Accelerator(
         mixed_precision="fp16" if settings.mixed_precision and torch.cuda.is_available() else "no",
         gradient_accumulation_steps=settings.grad_accum,
@@ -152,6 +174,12 @@ def train(
     for module in model.modules().values():
         module.requires_grad_(False)
         module.to(accelerator.device)
+    amp = _frozen_dtype(settings, accelerator)
+    frozen = {name: m for name, m in model.modules().items() if name != trained_name}
+    originals = _cast(frozen, amp)
+    model.inference_dtype = settings.inference_dtype
+    if settings.text_dropout and model.conditioning is not None:
+        model.uncond_prompt = ""  # what the dropped examples are trained with, and so what guidance must sample with
     if settings.lora_rank > 0:
         _add_lora(trained, settings.lora_rank)
     else:
@@ -163,7 +191,8 @@ def train(
     ema = EMAModel(params, decay=settings.ema) if settings.ema > 0 else None
 
     micro_batches = settings.steps * settings.grad_accum
-    loader = _loader(examples, settings, micro_batches * settings.batch_size * accelerator.num_processes)
+    workers = settings.data_workers if accelerator.device.type == "cuda" else 0
+    loader = _loader(examples, settings, micro_batches * settings.batch_size * accelerator.num_processes, workers)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
     lr_schedule = get_scheduler(
         "cosine", optimizer, num_warmup_steps=settings.warmup_steps * accelerator.num_processes,
@@ -174,6 +203,7 @@ def train(
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
     text = model.encode_prompt(prompts)
+    empty_text = model.encode_prompt([""]) if settings.text_dropout else None
     noise_schedule = model.scheduler
 
     history: dict[str, list] = {}
@@ -187,7 +217,9 @@ def train(
             batch = next(batches)
             generator = torch.Generator().manual_seed(_step_seed(settings.seed, step, micro, accelerator.process_index))
             with accelerator.accumulate(wrapped):
-                loss = _loss(model, wrapped, trained_name, batch, text, noise_schedule, settings, generator, accelerator.device)
+                # the frozen modules' forward passes at their dtype (the trained module autocasts itself)
+                with torch.autocast(accelerator.device.type, dtype=amp, enabled=amp != torch.float32):
+                    loss = _loss(model, wrapped, trained_name, batch, (text, empty_text), noise_schedule, settings, generator, accelerator.device)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and settings.max_grad_norm:
                     accelerator.clip_grad_norm_(params, settings.max_grad_norm)
@@ -213,6 +245,7 @@ def train(
         trained.unload_lora()
     trained.eval().requires_grad_(False)
     setattr(model, trained_name, trained)
+    _restore(frozen, originals)
     return history
 
 
@@ -238,8 +271,28 @@ def colour_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) 
 
 
 def settings_dict(settings: DiffusionSettings) -> dict:
-    """The settings as a plain dict (for manifests)."""
-    return asdict(settings)
+    """The settings that decide a result, as a plain dict (for stage parameters and manifests).
+
+    ``data_workers`` is left out (speed only); ``text_dropout`` and
+    ``inference_dtype`` are in only when set, so stages made before they
+    existed keep their hashes.
+    """
+    out = {k: v for k, v in asdict(settings).items() if k not in _NOT_RECORDED}
+    return {k: v for k, v in out.items() if k not in _RECORDED_UNLESS or v != _RECORDED_UNLESS[k]}
+
+
+def training_target(schedule, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What the network learns to predict from ``add_noise(x0, noise, t)``: the velocity or the noise.
+
+    ``schedule``: a diffusers noise scheduler; its ``prediction_type`` decides
+    (v_prediction: ``get_velocity(x0, noise, t)``; epsilon: ``noise``).
+    """
+    kind = schedule.config.prediction_type
+    if kind == "v_prediction":
+        return schedule.get_velocity(x0, noise, t)
+    if kind == "epsilon":
+        return noise
+    raise ValueError(f"prediction type {kind!r} is not supported (v_prediction, epsilon)")
 
 
 def with_steps(settings: DiffusionSettings, steps: int) -> DiffusionSettings:
@@ -250,22 +303,23 @@ def with_steps(settings: DiffusionSettings, steps: int) -> DiffusionSettings:
 # --- one step -----------------------------------------------------------------------------
 
 
-def _loss(model, wrapped, trained_name, batch, text, schedule, settings, generator, device) -> torch.Tensor:
+def _loss(model, wrapped, trained_name, batch, texts, schedule, settings, generator, device) -> torch.Tensor:
+    """The denoising loss of one batch; ``texts``: (the prompts' embeddings, the empty prompt's or None)."""
     x0 = model.encode_images(batch["image"].to(device), generator)
     noise = torch.randn(x0.shape, generator=generator).to(device, x0.dtype)
     t = torch.randint(0, schedule.config.num_train_timesteps, (x0.shape[0],), generator=generator).to(device)
     xt = schedule.add_noise(x0, noise, t)
-    if schedule.config.prediction_type == "v_prediction":
-        target = schedule.get_velocity(x0, noise, t)
-    elif schedule.config.prediction_type == "epsilon":
-        target = noise
-    else:
-        raise ValueError(f"prediction type {schedule.config.prediction_type!r} is not supported (v_prediction, epsilon)")
+    target = training_target(schedule, x0, noise, t)
+    text, empty_text = texts
+    text = text[batch["prompt"].to(text.device)]
     condition = None
-    if "condition" in batch:
+    if "condition" in batch and settings.text_dropout:
+        condition, text = drop_with_text(batch["condition"], text, empty_text, settings.p_uncond, generator)
+        condition = condition.to(device, x0.dtype)
+    elif "condition" in batch:
         condition = drop(batch["condition"], settings.p_uncond, generator).to(device, x0.dtype)
     modules = {trained_name: wrapped}
-    pred = model.predict(xt, t, text[batch["prompt"].to(text.device)], condition, **modules)
+    pred = model.predict(xt, t, text, condition, **modules)
     return F.mse_loss(pred.float(), target.float())
 
 
@@ -284,6 +338,33 @@ def _evaluate(accelerator, model, evaluate, ema, params, step, history) -> None:
             ema.restore(params)
         history.setdefault("eval", []).append({"step": step, **scores})
     accelerator.wait_for_everyone()
+
+
+def _frozen_dtype(settings: DiffusionSettings, accelerator: Accelerator) -> torch.dtype:
+    """The frozen modules' dtype: ``inference_dtype`` on CUDA where the trained module gets mixed precision, else float32."""
+    if accelerator.mixed_precision == "no":
+        return torch.float32
+    return device_dtype(settings.inference_dtype, accelerator.device)
+
+
+def _cast(modules: dict[str, torch.nn.Module], dtype: torch.dtype) -> dict[str, dict[str, torch.Tensor]]:
+    """Cast ``modules`` to ``dtype``; returns float32 copies of their weights (on the CPU) to restore, or {} for float32.
+
+    The copies make the cast lossless: the saved model keeps the exact float32
+    weights it was given, not half-precision roundings of them.
+    """
+    if dtype == torch.float32:
+        return {}
+    originals = {name: {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()} for name, m in modules.items()}
+    for m in modules.values():
+        m.to(dtype)
+    return originals
+
+
+def _restore(modules: dict[str, torch.nn.Module], originals: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Undo ``_cast``: the modules back in float32 with their original weights."""
+    for name, state in originals.items():
+        modules[name].to(torch.float32).load_state_dict(state)
 
 
 def _step_seed(seed: int, step: int, micro: int, process: int) -> int:
@@ -321,7 +402,27 @@ class _Stream(torch.utils.data.Sampler):
         return iter(enumerate(torch.randint(0, self.n, (self.total,), generator=g).tolist()))
 
 
-def _loader(examples: Examples, settings: DiffusionSettings, total: int):
+def _loader(examples: Examples, settings: DiffusionSettings, total: int, workers: int = 0):
+    """Batches of ``total`` examples in the seeded stream order; ``workers`` processes prepare them (0: this one).
+
+    Which example lands where is decided by the sampler in this process, and an
+    example's randomness by its stream position, so any number of workers gives
+    the same batches. Workers get pinned memory and persist between epochs.
+    """
     sampler = _Stream(len(examples), total, settings.seed * 2 + examples.stream)
     generator = torch.Generator().manual_seed(settings.seed)
-    return torch.utils.data.DataLoader(examples, batch_size=settings.batch_size, sampler=sampler, generator=generator)
+    parallel = {}
+    if workers > 0:
+        parallel = dict(num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=True, worker_init_fn=_seed_worker)
+    return torch.utils.data.DataLoader(examples, batch_size=settings.batch_size, sampler=sampler, generator=generator, **parallel)
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Seed a worker's global numpy and random generators from its torch seed (set by the loader's generator).
+
+    Examples draw their own randomness from their stream position; this keeps
+    any dataset code that uses the global generators reproducible too.
+    """
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
