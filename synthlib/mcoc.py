@@ -44,6 +44,7 @@ from synthlib.fingerprints import weights_fingerprint
 from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, TRAIN_LABELS, colorize
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
+from synthlib.segmenters.infer import batch_of, predict, window_of
 from synthlib.viz import image_grid
 
 #: What happens to an object the judge sees as another class: take that class, become ignore, or nothing.
@@ -302,7 +303,7 @@ def load_judge(run_dir: RunDir, cfg: Profile):
     return model.to(PartialState().device).eval()
 
 
-def judged_classes(run_dir: RunDir, cfg: Profile, judge, n: int = 200, window=None) -> np.ndarray:
+def judged_classes(run_dir: RunDir, cfg: Profile, judge, n: int = 200) -> np.ndarray:
     """The classes the judge can see: predicted on at least ``mcoc_judged_share`` of the pixels of target images.
 
     A judge that never predicts a class (a weak pseudo-labeller blind to poles or
@@ -310,7 +311,8 @@ def judged_classes(run_dir: RunDir, cfg: Profile, judge, n: int = 200, window=No
     would all score 0, dragging down the images that carry rare classes, and be
     relabelled to whatever the judge sees there. Only the classes returned here
     make objects. ``mcoc_judged_share`` 0 keeps all 19 classes (DESIGN §5 as written).
-    ``n`` target train images are enough to see every class a judge predicts.
+    ``n`` target train images are enough to see every class a judge predicts; they are
+    read 64 at a time and predicted as ``_predict`` does.
     """
     share = cfg.mcoc_judged_share
     if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 <= share < 1.0:
@@ -318,10 +320,13 @@ def judged_classes(run_dir: RunDir, cfg: Profile, judge, n: int = 200, window=No
     if share == 0:
         return np.ones(NUM_CLASSES, bool)
     target = run_dir.dataset(f"data/{cfg.target}", "train")
-    images = np.stack([target[i].image for i in range(min(n, len(target)))])
-    predictions = np.concatenate([_predict(judge, images[i : i + 64], window) for i in range(0, len(images), 64)])
-    counts = np.bincount(predictions.reshape(-1), minlength=NUM_CLASSES)[:NUM_CLASSES]
-    return counts / predictions.size >= share
+    n, step = min(n, len(target)), 64
+    counts, pixels = np.zeros(NUM_CLASSES, np.int64), 0
+    for start in range(0, n, step):
+        predictions = _predict(judge, np.stack([target[i].image for i in range(start, min(start + step, n))]), cfg)
+        counts += np.bincount(predictions.reshape(-1), minlength=NUM_CLASSES)[:NUM_CLASSES]
+        pixels += predictions.size
+    return counts / pixels >= share
 
 
 # --- filtering and rectification (stage generated/<source>-filtered) -------------------------------
@@ -378,7 +383,7 @@ def filter_set(
     if run_dir.manifest(stage) is None:
         raise MCOCError(f"run {run_dir.name!r} has no completed stage {stage!r}: generate it first (04_generation)")
     jstage = ensure_judge(run_dir, cfg)
-    window = tuple(cfg.seg_eval_window) or None
+    window = window_of(cfg)
     params = {
         "source": stage,
         "judge": judge_name(cfg),
@@ -396,7 +401,7 @@ def filter_set(
         if not ctx.is_main:  # one process writes the filtered set; the others wait for it at the end of the stage
             return
         judge = load_judge(run_dir, cfg)
-        judged = judged_classes(run_dir, cfg, judge, window=window)
+        judged = judged_classes(run_dir, cfg, judge)
         ctx.info["classes not judged"] = [c for c, j in zip(CLASS_NAMES, judged, strict=True) if not j]
         dataset = run_dir.dataset(stage, SPLIT)
         rows, changed_tables = [], []
@@ -404,7 +409,7 @@ def filter_set(
             images = np.stack([x.image for x in batch])
             labels = np.stack([x.label for x in batch])
             instances = np.stack([_instances(x) for x in batch])
-            predictions = _predict(judge, images, window)
+            predictions = _predict(judge, images, cfg)
             found = objects(labels, instances, cfg.mcoc_min_pixels, judged)
             scores_ = score(labels, predictions, found=found)
             kept = keep(scores_.image, threshold)
@@ -505,7 +510,6 @@ def rectification_figure(run_dir: RunDir, cfg: Profile, sources: str | Sequence[
     """
     sources = [sources] if isinstance(sources, str) else list(sources)
     judge = load_judge(run_dir, cfg)
-    window = tuple(cfg.seg_eval_window) or None
     rows = []
     for source in sources:
         stage = generation_stage(source)
@@ -516,7 +520,7 @@ def rectification_figure(run_dir: RunDir, cfg: Profile, sources: str | Sequence[
         index_after = {sid: i for i, sid in enumerate(after.ids)}
         for _, row in kept.iterrows():
             b, a = before[index_before[row["id"]]], after[index_after[row["id"]]]
-            p = _predict(judge, b.image[None], window)[0]
+            p = _predict(judge, b.image[None], cfg)[0]
             label = f"{stage}\nMCOC {row['mcoc']:.2f}, {int(row['objects changed'])} changed"
             rows.append((label, [b.image, colorize(b.label), colorize(p), colorize(a.label)]))
     if not rows:
@@ -577,7 +581,7 @@ def search_settings(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
     sources = generation.sources(cfg)
     jstage = ensure_judge(run_dir, cfg)
     generation.ensure_model(run_dir, cfg)
-    window = tuple(cfg.seg_eval_window) or None
+    window = window_of(cfg)
     params = {
         "grid": [asdict(p) for p in points],
         "maps": cfg.mcoc_grid_maps,
@@ -596,7 +600,7 @@ def search_settings(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
             return
         model = generation.load_model(run_dir, cfg)
         judge = load_judge(run_dir, cfg)
-        judged = judged_classes(run_dir, cfg, judge, window=window)
+        judged = judged_classes(run_dir, cfg, judge)
         maps = [generation.fit(m, model, cfg.gen_fit, "held-out maps") for m in held_out_maps(run_dir, cfg)]
         seeds = [generation.seed_of(cfg.seed, 10**6 + i, 0) for i in range(len(maps))]
         groups = {}  # same-size maps are scored together
@@ -614,7 +618,7 @@ def search_settings(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
                 t0 = time.perf_counter()
                 images = generation.generate_from(model, cfg, [maps[i] for i in idx], [seeds[i] for i in idx], p)
                 seconds += time.perf_counter() - t0
-                predictions = _predict(judge, images, window)
+                predictions = _predict(judge, images, cfg)
                 per_image.append(score(labels, predictions, found=found).image)
                 hits += int(((predictions == labels) & (labels != IGNORE)).sum())
                 valid += int((labels != IGNORE).sum())
@@ -838,13 +842,9 @@ def _judge_weights(cfg: Profile, stage: str | None) -> dict[str, str]:
     return {} if weights is None else {"judge_weights": weights}
 
 
-def _predict(judge, images: np.ndarray, window) -> np.ndarray:
-    from synthlib.segmenters import predict
-
-    out = []
-    for start in range(0, len(images), 64):
-        out.append(predict(judge, images[start : start + 64], window)[0])
-    return np.concatenate(out)
+def _predict(judge, images: np.ndarray, cfg: Profile) -> np.ndarray:
+    """The judge's trainIds for uint8 NxHxWx3 images, with the profile's window and batch cap (``segmenters.infer``)."""
+    return predict(judge, images, window_of(cfg), batch=batch_of(cfg))[0]
 
 
 def _batches(dataset, batch_size: int):

@@ -26,6 +26,7 @@ from synthlib.profiles import Profile
 from synthlib.runs import RunDir
 from synthlib.segmenters import fit as seg
 from synthlib.segmenters import predict
+from synthlib.segmenters.infer import batch_of, window_of
 from synthlib.translation import display_name as i2i_name
 from synthlib.viz import image_grid
 
@@ -228,7 +229,7 @@ def figure1(run_dir: RunDir, cfg: Profile, evals: pd.DataFrame, index: int = 0) 
         for row in (SOURCE_ONLY, OURS if (OURS, source) in stages else OURS_UNFILTERED):
             if (row, source) in stages:
                 model = seg.load_model(run_dir, stages[(row, source)].removeprefix("eval/"))
-                pred, _ = predict(model, probe.image[None])
+                pred, _ = predict(model, probe.image[None], window_of(cfg), batch=batch_of(cfg))
                 panels.append((f"{row.split(' (')[0]}: {miou.loc[(row, source)]:.1f} mIoU", colorize(pred[0])))
         panels.append(("ground truth", colorize(probe.label)))
         rows.append((source, panels))

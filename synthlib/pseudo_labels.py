@@ -27,6 +27,7 @@ from synthlib.profiles import Profile
 from synthlib.runs import RunDir
 from synthlib.segmenters import fit as seg
 from synthlib.segmenters import predict
+from synthlib.segmenters.infer import batch_of, window_of
 from synthlib.segmenters.model import load, to_accelerator
 from synthlib.viz import image_grid
 
@@ -78,7 +79,7 @@ def make(run_dir: RunDir, cfg: Profile, labeller: str | None = None, threshold: 
     target = f"data/{cfg.target}"
     if stage is not None:
         seg.fit(run_dir, cfg, f"data/{cfg.uda_source}", labeller, target=target)
-    window = tuple(cfg.seg_eval_window) or None
+    window = window_of(cfg)
     params = {"labeller": labeller, "threshold": threshold, "window": window}
     weights = None if stage else weights_fingerprint(labeller)
     if weights is not None:  # a folder / cached hub id: new weights at the same path re-run the stage
@@ -90,7 +91,7 @@ def make(run_dir: RunDir, cfg: Profile, labeller: str | None = None, threshold: 
         model = seg.load_model(run_dir, stage) if stage else to_accelerator(load(labeller))
         for split in ("train", "val"):
             confidence_dir = ctx.out / "confidence" / split
-            labelled = PseudoLabelled(run_dir.dataset(target, split), model, threshold, confidence_dir, window=window)
+            labelled = PseudoLabelled(run_dir.dataset(target, split), model, threshold, confidence_dir, window=window, batch=batch_of(cfg))
             write_cityscapes(labelled, ctx.out, split)
             ctx.info[split] = {"images": len(labelled), **labelled.quality.summary()}
 
@@ -125,13 +126,18 @@ def threshold_labels(labels: np.ndarray, confidence: np.ndarray, threshold: floa
 class PseudoLabelled(Dataset):
     """Target images with a model's predictions as labels, predicted a batch at a time on demand.
 
+    ``batch_size`` images are predicted at a time; ``window`` and ``batch`` (the profile's:
+    ``segmenters.infer.window_of``, ``batch_of``) as ``segmenters.predict``'s.
+
     Accumulates the predictions' confusion matrix against the target labels
     (``quality``, each image once) and writes each confidence map as a PNG into
     ``confidence_dir`` as it goes.
     """
 
-    def __init__(self, images: Dataset, model, threshold: float, confidence_dir: Path, batch_size: int = 16, window=None) -> None:
-        self.images, self.model, self.threshold, self.batch_size, self.window = images, model, threshold, batch_size, window
+    def __init__(
+        self, images: Dataset, model, threshold: float, confidence_dir: Path, batch_size: int = 16, window=None, batch: int | None = None
+    ) -> None:
+        self.images, self.model, self.threshold, self.batch_size, self.window, self.batch = images, model, threshold, batch_size, window, batch
         self.confidence_dir = Path(confidence_dir)
         self.confidence_dir.mkdir(parents=True, exist_ok=True)
         self.name = f"pseudo-labels of {getattr(images, 'name', 'target')}"
@@ -150,7 +156,7 @@ class PseudoLabelled(Dataset):
 
     def _predict_batch(self, start: int) -> None:
         samples = [self.images[i] for i in range(start, min(start + self.batch_size, len(self.images)))]
-        pred, conf = predict(self.model, np.stack([s.image for s in samples]), self.window)
+        pred, conf = predict(self.model, np.stack([s.image for s in samples]), self.window, batch=self.batch)
         self._cache = {}
         for offset, (s, p, c) in enumerate(zip(samples, pred, conf, strict=True)):
             if s.id not in self._seen:

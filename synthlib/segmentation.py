@@ -18,6 +18,7 @@ from synthlib.profiles import Profile
 from synthlib.runs import RunDir
 from synthlib.segmenters import fit as seg
 from synthlib.segmenters import predict
+from synthlib.segmenters.infer import batch_of, window_of
 from synthlib.viz import image_grid
 
 #: Folders where later stages write training sets that 06 picks up by name.
@@ -93,7 +94,7 @@ def prediction_grid(run_dir: RunDir, cfg: Profile, models: dict[str, str], n: in
     images = np.stack([s.image for s in samples])
     columns = [("image", images), ("ground truth", [colorize(s.label) for s in samples])]
     for name, stage in models.items():
-        pred, _ = predict(seg.load_model(run_dir, stage), images)
+        pred, _ = predict(seg.load_model(run_dir, stage), images, window_of(cfg), batch=batch_of(cfg))
         columns.append((name, [colorize(p) for p in pred]))
     rows = [("", [panels[r] for _, panels in columns]) for r in range(len(samples))]
     return image_grid(rows, [title for title, _ in columns], cell_inches=1.9)

@@ -274,3 +274,62 @@ def test_filter_stage_drops_rectifies_and_reports(tmp_path, monkeypatch):
     with pytest.raises(mcoc.MCOCError, match="mcoc_rectify_within 'class' unknown; valid: any, category"):
         mcoc.filter_set(run_dir, cfg, "generated/toy", within="class")
     assert mcoc.summary(run_dir, ["generated/toy"]).loc["generated/toy", "kept"] == 2
+
+
+def test_the_judge_runs_in_the_profiles_window_everywhere(tmp_path, monkeypatch):
+    """judged_classes, filter_set, rectification_figure and search_settings see what predict sees with the window."""
+    from synthlib import segmenters
+    from synthlib.labels import colorize
+    from tests.test_segmenters import Stripes, record_inputs
+
+    run_dir = runs.open("w", tmp_path)
+    for name, tint in (("src", 0), ("tgt", 40)):
+
+        def build(ctx, tint=tint):
+            write_cityscapes(Stripes(8, 0, tint=tint), ctx.out, "train", progress=False)
+            write_cityscapes(Stripes(4, 1, tint=tint), ctx.out, "val", progress=False)
+
+        run_dir.stage(f"data/{name}", {"tint": tint}, build)
+    generated = [Sample(x.image, x.label, None, None, x.id, {"seed": i}) for i, x in enumerate(Stripes(6, 2))]
+    run_dir.stage("generated/src", {}, lambda ctx: write_cityscapes(generated, ctx.out, generation.SPLIT, progress=False))
+    run_dir.stage(generation.MODEL_STAGE, {}, lambda ctx: None)  # stands for stage 2; generation itself is stubbed below
+    folder = tmp_path / "judge"
+    segmenters.save(segmenters.build("mit-tiny-s2", seed=0), folder)
+    window = (32, 32)  # Stripes are 32x64: three windows an image, two a forward pass
+    cfg = profiles.load(
+        "smoke", sources=["src"], target="tgt", conditions=[], mcoc_judge=str(folder), seg_eval_window=list(window), seg_batch=2,
+        mcoc_min_pixels=4, mcoc_judged_share=0.01, mcoc_grid_guidance=[1.0], mcoc_grid_conditioning=[1.0], mcoc_grid_steps=[2], mcoc_grid_maps=3,
+    )
+
+    # what the judge sees, by segmenters.predict with the window
+    judge = segmenters.load(folder)
+    target = np.stack([x.image for x in run_dir.dataset("data/tgt", "train")])
+    on_target = segmenters.predict(judge, target, window=window, batch=2)[0]
+    assert not np.array_equal(on_target, segmenters.predict(judge, target)[0])  # whole images would be judged otherwise
+    judged = np.bincount(on_target.ravel(), minlength=NUM_CLASSES) / on_target.size >= 0.01
+    images, labels = np.stack([x.image for x in generated]), np.stack([x.label for x in generated])
+    on_generated = segmenters.predict(judge, images, window=window, batch=2)[0]
+    expected = mcoc.score(labels, on_generated, found=mcoc.objects(labels, np.zeros(labels.shape, np.int32), 4, judged)).image
+
+    seen = record_inputs(monkeypatch)
+    assert (mcoc.judged_classes(run_dir, cfg, judge) == judged).all()
+    mcoc.filter_set(run_dir, cfg, "generated/src", threshold=0.0)
+    table = mcoc.image_scores(run_dir, "generated/src").set_index("id").loc[[x.id for x in generated]]
+    np.testing.assert_allclose(table["mcoc"].to_numpy(float), expected, rtol=1e-6, equal_nan=True)
+
+    monkeypatch.setattr(mcoc, "image_grid", lambda rows, titles, cell_inches: rows)
+    for _, panels in mcoc.rectification_figure(run_dir, cfg, "generated/src", n=2):
+        i = next(i for i, x in enumerate(images) if np.array_equal(x, panels[0]))
+        assert np.array_equal(panels[2], colorize(on_generated[i]))
+
+    monkeypatch.setattr(generation, "ensure_model", lambda run_dir, cfg: None)
+    monkeypatch.setattr(generation, "load_model", lambda run_dir, cfg: None)
+    monkeypatch.setattr(generation, "fit", lambda sample, model, mode, where: sample)
+    monkeypatch.setattr(generation, "generate_from", lambda model, cfg, maps, seeds, s: np.stack([m.image for m in maps]))  # the maps' own images
+    held_out = run_dir.dataset("data/src", "val")
+    maps = np.stack([held_out[i].label for i in range(3)])
+    on_maps = segmenters.predict(judge, np.stack([held_out[i].image for i in range(3)]), window=window, batch=2)[0]
+    found = mcoc.objects(maps, np.zeros(maps.shape, np.int32), 4, judged)
+    assert mcoc.search_settings(run_dir, cfg)["MCOC"].iloc[0] == pytest.approx(mcoc.nanmean(mcoc.score(maps, on_maps, found=found).image))
+
+    assert seen and {(h, w) for _, h, w in seen} == {window} and max(n for n, _, _ in seen) == 2  # windows, two a pass, never whole images

@@ -261,3 +261,72 @@ def test_inference_moves_a_cpu_model_to_the_gpu_and_returns_cpu_arrays():
     proba = segmenters.predict_proba(model, x)
     assert model.device.type == "cuda" and isinstance(proba, np.ndarray)
     assert np.allclose(proba, on_cpu, atol=1e-4)
+
+
+# --- inference: the profile's window and batch cap ------------------------------------------------
+
+
+def record_inputs(monkeypatch) -> list[tuple[int, int, int]]:
+    """(batch, height, width) of every SegFormer forward pass from now on, whichever module makes it."""
+    seen = []
+    forward = SegformerForSemanticSegmentation.forward
+
+    def recording(self, pixel_values=None, *args, **kwargs):
+        seen.append((pixel_values.shape[0], pixel_values.shape[2], pixel_values.shape[3]))
+        return forward(self, pixel_values, *args, **kwargs)
+
+    monkeypatch.setattr(SegformerForSemanticSegmentation, "forward", recording)
+    return seen
+
+
+def test_window_and_batch_come_from_the_profile():
+    from synthlib import profiles
+    from synthlib.segmenters.infer import batch_of, window_of
+
+    paper = profiles.load("paper")
+    assert window_of(paper) == (1024, 1024) and batch_of(paper) == paper.seg_batch == 2
+    default = profiles.load("default")
+    assert window_of(default) is None and batch_of(default) is None  # (): whole images, in their callers' batches
+    with pytest.raises(ValueError, match=r"seg_eval_window \(512,\): expected \(h, w\)"):
+        window_of(profiles.load("smoke", seg_eval_window=[512]))
+    with pytest.raises(ValueError, match="seg_batch 0 must be a positive integer"):
+        batch_of(profiles.load("smoke", seg_eval_window=[32, 32], seg_batch=0))
+
+
+def test_sliding_window_runs_a_window_batch_at_a_time_and_averages_the_windows(monkeypatch):
+    model = segmenters.build("mit-tiny-s2", seed=0).eval()
+    x = np.random.default_rng(0).integers(0, 255, (2, 32, 64, 3), dtype=np.uint8)
+    with torch.no_grad():  # by hand: windows at x = 0, 16, 32 (stride: half the window), averaged where they overlap
+        windows = [torch.softmax(logits(model, torch.from_numpy(x[:, :, x0 : x0 + 32])), 1).numpy() for x0 in (0, 16, 32)]
+    expected = np.zeros((2, windows[0].shape[1], 32, 64), np.float32)
+    expected[..., :16] = windows[0][..., :16]
+    expected[..., 16:32] = (windows[0][..., 16:] + windows[1][..., :16]) / 2
+    expected[..., 32:48] = (windows[1][..., 16:] + windows[2][..., :16]) / 2
+    expected[..., 48:] = windows[2][..., 16:]
+
+    seen = record_inputs(monkeypatch)
+    proba = segmenters.predict_proba(model, x, window=(32, 32), batch=2)
+    assert np.allclose(proba, expected, atol=1e-6)
+    assert seen == [(2, 32, 32), (1, 32, 32)] * 2  # one image's windows, two a pass: never the whole batch of whole images
+    pred, conf = segmenters.predict(model, x, window=(32, 32), batch=2)
+    assert np.array_equal(pred, proba.argmax(1)) and np.array_equal(conf, proba.max(1))
+    assert np.allclose(segmenters.predict_proba(model, x, window=(32, 32)), proba, atol=1e-6)  # no cap: 3 windows a pass
+    with pytest.raises(ValueError, match=r"window \(32, 0\): expected \(h, w\), two positive integers"):
+        segmenters.predict(model, x, window=(32, 0))
+    with pytest.raises(ValueError, match="inference batch 0 must be a positive integer or None"):
+        segmenters.predict(model, x, batch=0)
+
+
+def test_whole_images_go_through_in_one_pass_unless_capped(monkeypatch):
+    model = segmenters.build("mit-tiny-s2", seed=0).eval()
+    x = np.random.default_rng(1).integers(0, 255, (5, 32, 64, 3), dtype=np.uint8)
+    with torch.no_grad():
+        whole = torch.softmax(logits(model, torch.from_numpy(x)), 1).numpy()
+    seen = record_inputs(monkeypatch)
+    pred, conf = segmenters.predict(model, x)  # no cap: the caller's batch, bit for bit the numbers made before the cap
+    assert seen == [(5, 32, 64)] and np.array_equal(pred, whole.argmax(1)) and np.array_equal(conf, whole.max(1))
+    assert np.array_equal(segmenters.predict_proba(model, x, window=(32, 64)), whole)  # a window the size of the image
+    seen.clear()
+    capped = segmenters.predict_proba(model, x, batch=2)
+    assert seen == [(2, 32, 64), (2, 32, 64), (1, 32, 64)]
+    assert np.allclose(capped, whole, atol=1e-6)  # float sums change with the batch size: not bit for bit

@@ -208,7 +208,7 @@ def test_consistency_is_the_oracle_on_each_translated_set_against_its_maps(tiny_
     palette = Scenes.PALETTES["target"]
     classes, colours = np.array(list(palette)), np.array(list(palette.values()), np.float32)
 
-    def oracle_eval(model, dataset, window=None, desc=""):
+    def oracle_eval(model, dataset, window=None, desc="", batch=None):
         cm = ConfusionMatrix()
         for x in dataset:
             nearest = ((x.image[..., None, :].astype(np.float32) - colours) ** 2).sum(-1).argmin(-1)

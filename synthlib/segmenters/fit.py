@@ -26,6 +26,7 @@ from synthlib.fingerprints import weights_fingerprint
 from synthlib.labels import IGNORE
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
+from synthlib.segmenters.infer import batch_of
 from synthlib.segmenters.infer import evaluate as evaluate_model
 from synthlib.segmenters.model import ARCHITECTURES, build, load, save, to_accelerator
 from synthlib.segmenters.train import TrainSettings, train
@@ -162,7 +163,8 @@ def evaluate(run_dir: RunDir, cfg: Profile, stage: str, eval_sets: list[str]) ->
             return
         model = load_model(run_dir, stage)
         rows = [
-            evaluate_model(model, run_dir.dataset(name, split), window=window, desc=f"eval {name}:{split}").row(f"{name}:{split}")
+            evaluate_model(model, run_dir.dataset(name, split), window=window, desc=f"eval {name}:{split}", batch=batch_of(cfg))
+            .row(f"{name}:{split}")
             for name, split in parsed
         ]
         pd.concat(rows).to_csv(ctx.out / "iou.csv")

@@ -36,6 +36,7 @@ from synthlib.datasets import Dataset, Sample, write_cityscapes
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
 from synthlib.segmenters import fit as seg
+from synthlib.segmenters.infer import batch_of, window_of
 from synthlib.segmenters.infer import evaluate as evaluate_model
 from synthlib.segmenters.model import load as load_segmenter
 from synthlib.segmenters.model import save as save_segmenter
@@ -460,12 +461,12 @@ def _method_inputs(run_dir: RunDir, cfg: Profile, method: str, source: str) -> t
 
 def _evaluation(run_dir: RunDir, cfg: Profile, stage: str, model: str, make: Callable[[], Dataset], params: dict, inputs: list[str], row: tuple[str, str]) -> pd.DataFrame:
     """A cached evaluation stage holding one row of per-class IoU; returns the row indexed by ``row``."""
-    window = tuple(cfg.seg_eval_window) or None
+    window = window_of(cfg)
 
     def build(ctx):
         if not ctx.is_main:  # one process writes the evaluation; the others wait for it at the end of the stage
             return
-        cm = evaluate_model(seg.load_model(run_dir, model), make(), window=window, desc=f"eval {stage}")
+        cm = evaluate_model(seg.load_model(run_dir, model), make(), window=window, desc=f"eval {stage}", batch=batch_of(cfg))
         cm.row(stage).to_csv(ctx.out / "iou.csv")
 
     path = run_dir.stage(stage, {**params, "model": model, "window": window}, build, inputs=[model, *inputs])
