@@ -35,7 +35,6 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from accelerate import PartialState
 from scipy import ndimage
 
 from synthlib import generation
@@ -43,7 +42,7 @@ from synthlib.datasets import DatasetError, Sample, write_cityscapes
 from synthlib.fingerprints import weights_fingerprint
 from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, TRAIN_LABELS, colorize
 from synthlib.profiles import Profile
-from synthlib.runs import RunDir
+from synthlib.runs import RunDir, processes
 from synthlib.segmenters.infer import batch_of, predict, window_of
 from synthlib.viz import image_grid
 
@@ -300,7 +299,7 @@ def load_judge(run_dir: RunDir, cfg: Profile):
 
     stage = ensure_judge(run_dir, cfg)
     model = load(judge_name(cfg)) if stage is None else seg.load_model(run_dir, stage)
-    return model.to(PartialState().device).eval()
+    return model.to(processes().device).eval()
 
 
 def judged_classes(run_dir: RunDir, cfg: Profile, judge, n: int = 200) -> np.ndarray:

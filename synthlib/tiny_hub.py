@@ -14,8 +14,11 @@ dataset's folder layout and label encoding:
 - ``write_depth_model``: depth-anything/Depth-Anything-V2-Small-hf
 - ``write_datasets``: Cityscapes and ACDC (minicity ``real``), GTA5 (``game``), SYNTHIA-RAND-CITYSCAPES (``flat``)
 
-``write_all(folder)`` writes everything (``models/...``, ``data/...``);
-``python -m synthlib.tiny_hub DIR`` does the same from the shell.
+``write_all(folder)`` writes everything (``models/...``, ``data/...``) and
+``write_user_profile`` a user profile ``paper-tiny.yaml`` beside it: the paper
+profile with only paths and sizes changed, so ``synthlib reproduce --config
+DIR/paper-tiny.yaml`` runs every notebook on these stand-ins in minutes.
+``python -m synthlib.tiny_hub DIR`` does both from the shell.
 """
 
 from __future__ import annotations
@@ -317,6 +320,70 @@ def write_all(
     return {**models, **out}
 
 
+#: The paper profile's fields that ``write_user_profile`` changes: sizes, steps and counts only, so every
+#: stage runs in seconds on a CPU. Models, branches, schedulers, sources, methods and the rest stay the paper's.
+PAPER_TINY_SIZES: dict[str, Any] = {
+    "conditions": ["fog", "night"],
+    "seg_steps": 3,
+    "seg_batch": 2,
+    "diff_batch": 2,
+    "diff_stage1_steps": 2,
+    "diff_stage2_steps": 2,
+    "diff_eval_every": 0,
+    "diff_eval_images": 2,
+    "diff_sample_steps": 2,
+    "diff_checkpoint_every": 1,
+    "gen_steps": 2,
+    "gen_batch": 4,
+    "gen_max_maps": 2,
+    "gen_per_map": 1,
+    "mcoc_min_pixels": 4,
+    "mcoc_threshold": 0.0,  # random models: every MCOC is near 0, and an empty filtered set is an error
+    "mcoc_grid_conditioning": [1.0],
+    "mcoc_grid_steps": [2],
+    "mcoc_grid_maps": 2,
+    "i2i_k": [0, 2],
+    "i2i_ngf": 4,
+    "i2i_ndf": 4,
+    "i2i_blocks": 1,
+    "i2i_steps": 2,
+    "i2i_decay_steps": 1,
+    "i2i_guide_steps": 2,
+    "i2i_checkpoint_every": 1,
+    "cell_timeout": 900,
+}
+
+
+def write_user_profile(folder: str | Path, *, height: int = 64, width: int = 128, name: str = "paper-tiny.yaml") -> Path:
+    """``folder/paper-tiny.yaml``: ``base: paper`` with the models and datasets ``write_all`` wrote there.
+
+    Paths are relative to the file (the profile loader resolves them against it),
+    so the folder can be moved. Only paths and ``PAPER_TINY_SIZES`` differ from the
+    paper profile.
+    """
+    import yaml
+
+    folder = Path(folder)
+    fields: dict[str, Any] = {
+        "base": "paper",
+        "roots": {name: f"data/{name}" for name in DATASETS},
+        "seg_model": MODEL_FOLDERS["mit-b5"],
+        "diff_model": MODEL_FOLDERS["stable-diffusion-v1-5"],
+        "diff_depth_model": MODEL_FOLDERS["depth-anything-small"],
+        "height": height,
+        "width": width,
+        **PAPER_TINY_SIZES,
+        "seg_crop": [height, height],
+        "seg_eval_window": [height, height],  # narrower than the images: sliding-window inference runs
+        "diff_resolution": [height, width],
+        "i2i_crop": [height // 2, height // 2],
+    }
+    path = folder / name
+    header = "# The paper profile on tiny stand-ins (python -m synthlib.tiny_hub): only paths and sizes changed.\n"
+    path.write_text(header + yaml.safe_dump(fields, sort_keys=False, default_flow_style=None))
+    return path
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m synthlib.tiny_hub DIR``: ``write_all(DIR)`` and print what was written."""
     parser = argparse.ArgumentParser(
@@ -335,8 +402,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     written = write_all(
         args.folder, height=args.height, width=width, n_train=args.n_train, n_val=args.n_val, seed=args.seed
     )
+    written["user profile"] = write_user_profile(args.folder, height=args.height, width=width)
     for name, path in written.items():
         print(f"{name:24s} {path}")
+    print(f"run the paper profile on them: synthlib reproduce --config {written['user profile']}")
     return 0
 
 

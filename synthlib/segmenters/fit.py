@@ -18,14 +18,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from accelerate import PartialState
 from tqdm.auto import tqdm
 
 from synthlib.datasets import Dataset, Sample
 from synthlib.fingerprints import weights_fingerprint
 from synthlib.labels import IGNORE
 from synthlib.profiles import Profile
-from synthlib.runs import RunDir
+from synthlib.runs import RunDir, processes
 from synthlib.segmenters.infer import batch_of
 from synthlib.segmenters.infer import evaluate as evaluate_model
 from synthlib.segmenters.model import ARCHITECTURES, build, load, save, to_accelerator
@@ -92,7 +91,7 @@ def fit_many(run_dir: RunDir, cfg: Profile, jobs: Sequence[tuple[str, str, str |
     jobs = [(train_set, method, target) for train_set, method, target in jobs]
     todo = [job for job in jobs if not _current(run_dir, cfg, job)]
     workers = min(cfg.seg_workers, len(todo))
-    if workers > 1 and not torch.cuda.is_available() and PartialState().num_processes == 1:
+    if workers > 1 and not torch.cuda.is_available() and processes().num_processes == 1:
         threads = max(1, torch.get_num_threads() // workers)
         # spawn, not fork: a forked child inherits torch's thread pools in an undefined state
         context = multiprocessing.get_context("spawn")

@@ -1,0 +1,3 @@
+from synthlib.cli import main
+
+raise SystemExit(main())
