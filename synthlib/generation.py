@@ -6,7 +6,9 @@ and the stage-2 model (``diffusion/stage2``). Output: stage
 instances and depth are the source's maps, with ``gen_per_map`` images per
 map. Every image's seed and settings (guidance scale, conditioning scale,
 steps, scheduler) are in its meta (``meta/train.json``) and in
-``generation.csv`` beside the dataset.
+``generation.csv`` beside the dataset. A model with a depth channel takes the
+source's own depth, or with ``diff_depth_model`` the depth model's, read from
+stage ``depth/<source>`` (``synthlib.depth``; made on demand, once per source).
 
 Seeds are a function of (profile seed, map index, sample index), and the
 samplers are deterministic, so a set does not depend on batching or on
@@ -43,14 +45,15 @@ from accelerate.utils import gather_object
 from PIL import Image
 from tqdm.auto import tqdm
 
+from synthlib import depth as depth_maps
 from synthlib.datasets import DatasetError, Sample, write_cityscapes
-from synthlib.diffusion.model import DiffusionModel, load
+from synthlib.diffusion.model import SETTINGS_FILE, DiffusionModel, load
 from synthlib.diffusion.sampling import SCHEDULERS
 from synthlib.diffusion.sampling import generate as sample_images
 from synthlib.fingerprints import weights_fingerprint
 from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, THING_TRAIN_IDS, LabelError, check_train_ids, colorize
 from synthlib.profiles import Profile
-from synthlib.runs import RunDir
+from synthlib.runs import RunDir, processes
 from synthlib.viz import image_grid
 
 PREFIX = "generated"
@@ -159,15 +162,20 @@ def generate_set(run_dir: RunDir, cfg: Profile, source: str, settings_: Settings
     depth_weights = weights_fingerprint(cfg.diff_depth_model)
     if depth_weights is not None:  # only then, so stages without a depth model keep their hashes
         params["depth_weights"] = depth_weights
+    depth_stage = None
+    if cfg.diff_depth_model and _takes_depth(model_path / "model"):  # estimated once for the whole source, then read
+        depth_maps.estimate_dataset(run_dir, cfg, stage)
+        depth_stage = depth_maps.stage_name(stage)
+    stage_inputs = [stage, MODEL_STAGE] + ([depth_stage] if depth_stage else [])
 
     def build(ctx):
         model = load(model_path / "model").to(PartialState().device)
         where = f"{stage} ({SPLIT})"
         fit(maps[0], model, cfg.gen_fit, where)  # the first map's size is checked before anything is generated
-        depth = _Depth(model, cfg.diff_depth_model, prefer_own=False)
+        depth = _Depth(model, cfg.diff_depth_model, prefer_own=False, stored=(run_dir, depth_stage) if depth_stage else None)
         jobs = [(i, k) for i in range(n_maps) for k in range(cfg.gen_per_map)]
         chunks = [jobs[a : a + cfg.gen_batch] for a in range(0, len(jobs), cfg.gen_batch)]
-        inputs = {name: run_dir.manifest(name)["fingerprint"] for name in (stage, MODEL_STAGE)}
+        inputs = {name: run_dir.manifest(name)["fingerprint"] for name in stage_inputs}
         folder = _batch_folder(ctx.checkpoints, inputs, clean=ctx.is_main)
         ctx.wait_for_everyone()  # the main process has cleaned the folder
         done = {p.name for p in folder.iterdir() if p.is_dir()}
@@ -188,7 +196,7 @@ def generate_set(run_dir: RunDir, cfg: Profile, source: str, settings_: Settings
         ctx.info.update({"maps": n_maps, "images": len(table), "per_map": cfg.gen_per_map, "settings": asdict(s)})
         ctx.info.update({"resumed_batches": len(chunks) - sum(made), "batches_per_process": made})
 
-    return run_dir.stage(stage_name(stage), params, build, inputs=[stage, MODEL_STAGE])
+    return run_dir.stage(stage_name(stage), params, build, inputs=stage_inputs)
 
 
 def generate_from(
@@ -254,11 +262,9 @@ def fit(sample: Sample, model: DiffusionModel, mode: str, where: str) -> Sample:
             f"({h / w:.3f} vs {mh / mw:.3f}). Resize or crop the maps to a {mh}:{mw} aspect (e.g. {h}x{h * mw // mh}), "
             f"or set gen_fit='crop' to centre-crop them."
         )
-    th, tw = (h, h * mw // mh) if w * mh > h * mw else (w * mh // mw, w)
-    if th < 1 or tw < 1:
+    cut = _centre_crop((h, w), model.resolution)
+    if cut is None:
         raise GenerationError(f"{name} of size {h}x{w} is too small to crop to a {mh}:{mw} aspect")
-    y0, x0 = (h - th) // 2, (w - tw) // 2
-    cut = (slice(y0, y0 + th), slice(x0, x0 + tw))
 
     def crop(a):
         return None if a is None else np.asarray(a)[cut]
@@ -554,25 +560,31 @@ def _generate_chunk(model, maps, chunk, s: Settings, cfg: Profile, depth, where:
 class _Depth:
     """Depth for the maps of a model with a depth channel (None for a model without one).
 
-    ``prefer_own``: use a sample's own depth when it has one (composed maps);
-    otherwise, as in stage 2, estimate depth from the sample's image with
-    ``depth_model`` when one is set, else use the dataset's depth.
+    ``stored`` (run, depth stage): the maps' depth is read from the source's
+    depth stage (``synthlib.depth``), by sample id, and cropped as ``fit``
+    cropped the maps. Otherwise ``prefer_own``: use a sample's own depth when
+    it has one (composed maps); else, as in stage 2, estimate depth from the
+    sample's image with ``depth_model`` when one is set (in-memory maps, which
+    have no stage), else use the dataset's depth.
     """
 
-    def __init__(self, model: DiffusionModel, depth_model: str, prefer_own: bool) -> None:
+    def __init__(self, model: DiffusionModel, depth_model: str, prefer_own: bool, stored: tuple[RunDir, str] | None = None) -> None:
         self.needed = bool(model.conditioning and model.conditioning.get("depth"))
-        self.depth_model, self.prefer_own = depth_model, prefer_own
+        self.depth_model, self.prefer_own, self.stored, self.resolution = depth_model, prefer_own, stored, tuple(model.resolution)
         self._estimator = None
 
     def __call__(self, samples: Sequence[Sample], where: str) -> np.ndarray | None:
         if not self.needed:
             return None
+        if self.stored is not None:
+            return np.stack([self._read(x, where) for x in samples])
         own = all(x.depth is not None for x in samples)
         if self.depth_model and not (self.prefer_own and own):
             from synthlib.diffusion.conditioning import estimate_depth, load_depth_model
 
             if self._estimator is None:
-                self._estimator = load_depth_model(self.depth_model)
+                model, processor = load_depth_model(self.depth_model)
+                self._estimator = (model.to(processes().device), processor)
             return estimate_depth(*self._estimator, np.stack([x.image for x in samples]))
         missing = [x.id for x in samples if x.depth is None]
         if missing:
@@ -582,6 +594,39 @@ class _Depth:
                 f"or give the maps depth (compose(...) makes one)"
             )
         return np.stack([np.asarray(x.depth, np.float32) for x in samples])
+
+    def _read(self, sample: Sample, where: str) -> np.ndarray:
+        """The stored depth of a (fitted) map: at its image's size, centre-cropped when ``fit`` cropped the map."""
+        run_dir, stage = self.stored
+        full = depth_maps.read(run_dir, stage, sample.id, split=SPLIT)  # at the size of the source's image
+        shape, depth = np.asarray(sample.label).shape, full
+        if depth.shape != shape:
+            cut = _centre_crop(full.shape, self.resolution)
+            depth = full[cut] if cut is not None else full
+        if depth.shape != shape:
+            raise GenerationError(
+                f"{where}: map {sample.id!r} is {shape[0]}x{shape[1]} (after gen_fit), but {stage} recorded its image as "
+                f"{full.shape[0]}x{full.shape[1]}: the depth stage was not made from these maps' images. Delete "
+                f"{run_dir.stage_path(stage)} to have it made again from the source."
+            )
+        return depth
+
+
+def _takes_depth(model_folder: Path) -> bool:
+    """Whether the model saved in ``model_folder`` has a depth channel (False when its settings cannot be read)."""
+    file = Path(model_folder) / SETTINGS_FILE
+    settings = json.loads(file.read_text()) if file.is_file() else {}
+    return bool((settings.get("conditioning") or {}).get("depth"))
+
+
+def _centre_crop(shape: Sequence[int], resolution: Sequence[int]) -> tuple[slice, slice] | None:
+    """The centred crop of an image of ``shape`` (h, w) to the aspect ratio of ``resolution``; None when nothing is left."""
+    (h, w), (mh, mw) = shape[:2], resolution
+    th, tw = (h, h * mw // mh) if w * mh > h * mw else (w * mh // mw, w)
+    if th < 1 or tw < 1:
+        return None
+    y0, x0 = (h - th) // 2, (w - tw) // 2
+    return slice(y0, y0 + th), slice(x0, x0 + tw)
 
 
 def _batch_folder(checkpoints: Path, inputs: dict[str, str], clean: bool = True) -> Path:

@@ -103,9 +103,9 @@ class Profile:
     # On CUDA with mixed precision: the frozen modules' dtype in training (VAE, text encoder, a ControlNet's UNet) and
     # sampling's autocast dtype ("float16", "bfloat16"); "float32" keeps them, as the embedded profiles' results were made.
     diff_inference_dtype: str = "float32"
-    # Data-loader worker processes of diffusion training on CUDA (stage 2 one-hot encodes and erodes every map); 0 on
-    # CPUs. Speed only: the batches are the same with any number.
-    diff_data_workers: int = 0
+    # Data-loader worker processes of the training loops (diffusion, segmenters) on CUDA: stage 2 one-hot encodes and
+    # erodes every map, segmenters decode and crop full-size images. 0 on CPUs. Speed only: the batches are the same.
+    data_workers: int = 0
     diff_checkpoint_every: int = 200
     diff_pretrain_steps: int = 600
     diff_pretrain_jitter: float = 0.5  # palette / colour jitter of the pretraining corpus
@@ -255,7 +255,7 @@ PROFILES: dict[str, Profile] = {
         diff_ema=0.9999,
         diff_gradient_checkpointing=True,
         diff_inference_dtype="float16",  # SD 1.5's frozen VAE, text encoder and UNet in fp16, as diffusers' ControlNet script
-        diff_data_workers=8,
+        data_workers=8,
         diff_checkpoint_every=1000,
         diff_pretrain_steps=0,
         diff_stage1_steps=10000,

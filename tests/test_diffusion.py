@@ -655,8 +655,8 @@ def test_the_paper_profile_samples_stable_diffusion_with_guidance():
     paper, default = profiles.load("paper"), profiles.load("default")
     assert paper.diff_guidance == paper.gen_guidance == 7.5 and paper.diff_p_uncond == 0.1 and paper.diff_text_dropout
     assert 7.5 in paper.mcoc_grid_guidance and 1.0 not in paper.mcoc_grid_guidance
-    assert paper.diff_inference_dtype == "float16" and paper.diff_data_workers == 8
-    assert not default.diff_text_dropout and default.diff_inference_dtype == "float32" and default.diff_data_workers == 0
+    assert paper.diff_inference_dtype == "float16" and paper.data_workers == 8
+    assert not default.diff_text_dropout and default.diff_inference_dtype == "float32" and default.data_workers == 0
 
 
 def test_loader_workers_give_the_same_batches():

@@ -222,3 +222,28 @@ def test_painter_paints_and_generates(model_folder):
     assert len(painter.shapes) == before
     images = generation.generate_from(model, smoke(), list(generation.edge_cases(8, 16).values()), seeds=[5, 5, 5, 5])
     assert images.shape == (4, 8, 16, 3)
+
+
+def test_generation_reads_the_source_depth_stage_instead_of_running_the_depth_model(tmp_path, model_folder, monkeypatch):
+    from synthlib import depth, tiny_hub
+    from synthlib.diffusion import conditioning
+
+    folder = tiny_hub.write_depth_model(tmp_path / "depth")
+    maps = toy_maps(3, size=(8, 8))  # square maps for an 8x16 model: gen_fit="crop" cuts them to 4x8
+    run_dir = make_run(tmp_path, model_folder, monkeypatch, maps)
+    calls, real_estimate = [], conditioning.estimate_depth
+    monkeypatch.setattr(conditioning, "estimate_depth", lambda *a, **k: calls.append(len(a[2])) or real_estimate(*a, **k))
+    given, real_sample = [], generation.sample_images
+    monkeypatch.setattr(generation, "sample_images", lambda m, labels, d, **k: given.append(d) or real_sample(m, labels, d, **k))
+    cfg = smoke(diff_depth_model=str(folder), gen_fit="crop")
+    generation.generate_set(run_dir, cfg, "toy")
+    assert sum(calls) == 3  # stage depth/toy, made on demand: each source image once
+    assert run_dir.manifest("generated/toy")["inputs"].keys() == {"data/toy", generation.MODEL_STAGE, "depth/toy"}
+    stored = [depth.read(run_dir, "depth/toy", x.id)[2:6] for x in maps]  # 8x8, centre-cropped as the maps were
+    jobs = [i for i in range(3) for _ in range(2)]  # map index of each image, in batch order
+    assert np.array_equal(np.concatenate(given), np.stack([stored[i] for i in jobs]))
+    made = run_dir.dataset("generated/toy", "train")[0]
+    assert np.allclose(made.depth, maps[0].depth[2:6], atol=1 / 256)  # the generated set keeps the source's own depth
+
+    generation.generate_set(run_dir, smoke(diff_depth_model=str(folder), gen_fit="crop", gen_steps=3), "toy")
+    assert sum(calls) == 3  # other settings, same depth stage: the depth model is not run again

@@ -37,7 +37,7 @@ def settings(cfg: Profile, stage: str) -> DiffusionSettings:
         p_uncond=cfg.diff_p_uncond if stage == "stage2" else 0.0,
         text_dropout=cfg.diff_text_dropout if stage == "stage2" else False,
         inference_dtype=cfg.diff_inference_dtype,
-        data_workers=cfg.diff_data_workers,
+        data_workers=cfg.data_workers,
         eval_every=cfg.diff_eval_every if stage == "stage1" else 0,
     )
 

@@ -10,7 +10,9 @@ save_pretrained), sample images before and after, and the appearance score
 (``scores.appearance``: Fréchet distance in the oracle segmenter's feature
 space to target val) before, during and after training, beside the same score
 of the source images and of target train images (the floor at this sample
-count).
+count). The samples and scores are one-off work: under ``accelerate launch``
+the main process makes them (on the accelerator) while the others wait, and
+every process trains.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from synthlib.diffusion.sampling import generate
 from synthlib.diffusion.train import Examples, settings_dict, train
 from synthlib.fingerprints import weights_fingerprint
 from synthlib.profiles import Profile
-from synthlib.runs import RunDir
+from synthlib.runs import RunDir, processes
+from synthlib.segmenters.infer import batch_of, window_of
 
 STAGE = "diffusion/stage1"
 N_SHOW = 8  # sample images kept for the before / after grid
@@ -50,6 +53,8 @@ def train_stage1(run_dir: RunDir, cfg: Profile) -> Path:
         "settings": settings_dict(s),
         "eval": {"images": cfg.diff_eval_images, "steps": cfg.diff_sample_steps, "scheduler": cfg.diff_scheduler, "judge": judge},
     }
+    if window_of(cfg):  # only then, so stages scored on whole images keep their hashes
+        params["eval"]["window"] = list(window_of(cfg))
     if cfg.diff_patch != 1:  # only then, so stages of unpatched models keep their hashes
         params["patch"] = cfg.diff_patch
     weights = None if cfg.diff_model in CONFIGS else weights_fingerprint(cfg.diff_model)
@@ -64,12 +69,15 @@ def train_stage1(run_dir: RunDir, cfg: Profile) -> Path:
         else:
             model = build(cfg.diff_model, cfg.diff_resolution, cfg.diff_prompt, cfg.diff_prediction, seed=cfg.seed, patch=cfg.diff_patch)
         model.prompt = cfg.diff_prompt
-        appearance = _Appearance(run_dir, cfg, sources) if judge else None
+        model.to(processes().device)  # where training puts it too
+        # Samples and scores are made by the main process alone; train() calls ``evaluate`` there only, but every
+        # process must pass one (or none) alike, as the evaluation steps synchronise the processes.
+        appearance = _Appearance(run_dir, cfg, sources) if judge and ctx.is_main else None
         seeds = list(range(max(cfg.diff_eval_images, N_SHOW)))
         sample = lambda m: generate(m, None, seeds=seeds, steps=cfg.diff_sample_steps, scheduler=cfg.diff_scheduler)  # noqa: E731
 
-        before = sample(model)
-        evaluate = (lambda m: {"appearance": appearance(sample(m))}) if appearance else None
+        before = sample(model) if ctx.is_main else None
+        evaluate = (lambda m: {"appearance": appearance(sample(m))}) if judge else None
         images = Examples([(run_dir.dataset(target, "train"), 0)], model.resolution, s)
         history = train(model, images, [cfg.diff_prompt], s, ctx.checkpoints, evaluate=evaluate, desc="stage 1")
         if not ctx.is_main:  # every process holds the same trained weights: one saves them
@@ -139,13 +147,14 @@ class _Appearance:
 
     def __init__(self, run_dir: RunDir, cfg: Profile, sources: list[str]) -> None:
         self.run_dir, self.cfg, self.sources = run_dir, cfg, sources
-        self.judge = load_judge(run_dir, cfg)
+        self.judge = load_judge(run_dir, cfg)  # on the accelerator
+        self.window, self.batch = window_of(cfg), batch_of(cfg)
         val = run_dir.dataset(f"data/{cfg.target}", "val")
         self.size = val[0].image.shape[:2]
-        self.reference = scores.statistics(scores.features(self.judge, images_of(val, len(val))))
+        self.reference = scores.statistics(scores.features(self.judge, images_of(val, len(val)), self.window, self.batch))
 
     def __call__(self, images: np.ndarray) -> float:
-        return scores.appearance(self.judge, scores.to_size(images, self.size), self.reference)
+        return scores.appearance(self.judge, scores.to_size(images, self.size), self.reference, self.window, self.batch)
 
     def references(self) -> dict[str, float]:
         n = self.cfg.diff_eval_images

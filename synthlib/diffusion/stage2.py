@@ -1,15 +1,18 @@
 """Stage 2: teach the stage-1 model to follow semantic maps.
 
 Input: target images and their pseudo-labels (stage ``pseudo_labels``), depth
-(the dataset's, or a monocular depth model's with ``diff_depth_model``) and
-the stage-1 model. A conditioning branch (``diff_branch``: ``controlnet`` with
-the UNet frozen, or ``concat``: the UNet's input widened and fine-tuned) is
-trained on the pairs, with erosion (``diff_erosion``) and condition dropout
-(``diff_p_uncond``) for classifier-free guidance. Output: stage
+(the dataset's, or with ``diff_depth_model`` a monocular depth model's, read
+from stage ``depth/<target>``, made once) and the stage-1 model. A
+conditioning branch (``diff_branch``: ``controlnet`` with the UNet frozen, or
+``concat``: the UNet's input widened and fine-tuned) is trained on the pairs,
+with erosion (``diff_erosion``) and condition dropout (``diff_p_uncond``) for
+classifier-free guidance. Output: stage
 ``diffusion/stage2`` with the conditioned model (``model/``, save_pretrained
 layout; ``generate`` loads it), samples, and the faithfulness score — the
 oracle's mIoU on images generated from held-out pseudo-label maps
-(pseudo_labels val) — of the untrained and the trained branch.
+(pseudo_labels val) — of the untrained and the trained branch. The score is
+one-off work: under ``accelerate launch`` the main process makes it (on the
+accelerator) while the others wait.
 """
 
 from __future__ import annotations
@@ -22,9 +25,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from synthlib import depth as depth_maps
 from synthlib.diffusion import scores
 from synthlib.diffusion.common import judge_stage, load_judge, sample_grid, settings
-from synthlib.diffusion.conditioning import erode, estimate_depth, load_depth_model, unknown_share
+from synthlib.diffusion.conditioning import erode, unknown_share
 from synthlib.diffusion.model import add_branch, load, save
 from synthlib.diffusion.sampling import generate
 from synthlib.diffusion.stage1 import STAGE as STAGE1
@@ -32,7 +36,8 @@ from synthlib.diffusion.stage1 import train_stage1
 from synthlib.diffusion.train import Examples, settings_dict, train
 from synthlib.fingerprints import weights_fingerprint
 from synthlib.profiles import Profile
-from synthlib.runs import RunDir
+from synthlib.runs import RunDir, processes
+from synthlib.segmenters.infer import batch_of, window_of
 
 STAGE = "diffusion/stage2"
 PAIRS = "pseudo_labels"
@@ -46,6 +51,7 @@ def train_stage2(run_dir: RunDir, cfg: Profile, stage: str = STAGE) -> Path:
     """
     s = settings(cfg, "stage2")
     _check(cfg)  # bad parameters fail before stage 1 trains
+    depth_stage = _depth_stage(run_dir, cfg)  # ... and so does a depth model that does not load
     stage1 = train_stage1(run_dir, cfg)
     judge = judge_stage(cfg) if run_dir.manifest(judge_stage(cfg)) is not None else None
     params = {
@@ -58,18 +64,19 @@ def train_stage2(run_dir: RunDir, cfg: Profile, stage: str = STAGE) -> Path:
     depth_weights = weights_fingerprint(cfg.diff_depth_model) if cfg.diff_depth else None
     if depth_weights is not None:  # only then, so stages without a depth model keep their hashes
         params["depth_weights"] = depth_weights
-    inputs = [STAGE1, PAIRS] + ([judge] if judge else [])
+    inputs = [STAGE1, PAIRS] + ([judge] if judge else []) + ([depth_stage] if depth_stage else [])
 
     def build_stage(ctx):
         model = add_branch(load(stage1 / "model"), cfg.diff_branch, cfg.diff_depth)
         pairs = run_dir.dataset(PAIRS, "train")
-        depth = _depth_source(cfg, pairs)
+        depth = _depth_source(run_dir, cfg, pairs, depth_stage)
         sample = pairs[0]
         ctx.info["unknown_share"] = unknown_share(np.stack([pairs[i].label for i in range(min(len(pairs), 64))]), s.erosion)
         examples = Examples([(pairs, 0)], model.resolution, s, {"size": model.condition_size, "depth": depth})
         examples[(0, 0)]  # checks the first pair (sizes, depth) before anything else
         evaluation = _Faithfulness(run_dir, cfg) if judge and ctx.is_main else None
         if evaluation:
+            model.to(processes().device)  # training moves it there too
             ctx.info["faithfulness_reference"] = evaluation.reference()
             ctx.info["faithfulness_untrained"], untrained = evaluation(model)
         history = train(model, examples, [model.prompt], s, ctx.checkpoints, desc=f"stage 2 ({cfg.diff_branch})")
@@ -139,7 +146,8 @@ def erosion_figure(run_dir: RunDir, cfg: Profile, radii: Sequence[int] | None = 
 
 def guidance_sweep(run_dir: RunDir, cfg: Profile, scales: Sequence[float], stage: str = STAGE) -> pd.DataFrame:
     """Faithfulness and seconds per image of the stage-2 model for each classifier-free guidance scale."""
-    model = load(run_dir.stage_path(stage) / "model")
+    model = load(run_dir.stage_path(stage) / "model").to(processes().device)
+    _depth_stage(run_dir, cfg)
     evaluation = _Faithfulness(run_dir, cfg)
     rows = {}
     for w in scales:
@@ -163,7 +171,7 @@ def _check(cfg: Profile) -> None:
 
 
 def _eval_params(cfg: Profile, judge: str | None) -> dict:
-    return {
+    out = {
         "images": cfg.diff_eval_images,
         "steps": cfg.diff_sample_steps,
         "scheduler": cfg.diff_scheduler,
@@ -171,17 +179,30 @@ def _eval_params(cfg: Profile, judge: str | None) -> dict:
         "conditioning_scale": cfg.diff_conditioning_scale,
         "judge": judge,
     }
+    if window_of(cfg):  # only then, so stages scored on whole images keep their hashes
+        out["window"] = list(window_of(cfg))
+    return out
 
 
-def _depth_source(cfg: Profile, dataset) -> str | list | None:
-    """None (no depth channel), "dataset" (the samples' depth), or depth maps estimated by ``diff_depth_model``."""
+def _depth_stage(run_dir: RunDir, cfg: Profile) -> str | None:
+    """Stage ``depth/<target>`` (made when missing) when the conditioning takes depth from ``diff_depth_model``, else None."""
+    if not (cfg.diff_depth and cfg.diff_depth_model):
+        return None
+    target = f"data/{cfg.target}"
+    depth_maps.estimate_dataset(run_dir, cfg, target)
+    return depth_maps.stage_name(target)
+
+
+def _depth_source(run_dir: RunDir, cfg: Profile, pairs, depth_stage: str | None) -> str | list | None:
+    """None (no depth channel), "dataset" (the samples' depth), or the pairs' maps in ``depth_stage``, read on access.
+
+    The pairs are the target's images (pseudo-labelled), so their ids are the target's.
+    """
     if not cfg.diff_depth:
         return None
-    if not cfg.diff_depth_model:
+    if depth_stage is None:
         return "dataset"
-    model, processor = load_depth_model(cfg.diff_depth_model)
-    images = [dataset[i].image for i in range(len(dataset))]
-    return [estimate_depth(model, processor, images)]
+    return [depth_maps.Maps(run_dir, depth_stage, pairs.ids, split="train")]
 
 
 class _Faithfulness:
@@ -190,15 +211,17 @@ class _Faithfulness:
     def __init__(self, run_dir: RunDir, cfg: Profile) -> None:
         self.cfg = cfg
         self.judge = load_judge(run_dir, cfg)
+        self.window, self.batch = window_of(cfg), batch_of(cfg)
         val = run_dir.dataset(PAIRS, "val")
         n = min(cfg.diff_eval_images, len(val))
         samples_ = [val[i] for i in range(n)]
         self.maps = np.stack([x.label for x in samples_])
         self.images = np.stack([x.image for x in samples_])
-        self.depth = None
+        self.depth: np.ndarray | depth_maps.Maps | None = None
         if cfg.diff_depth:
-            if cfg.diff_depth_model:
-                self.depth = estimate_depth(*load_depth_model(cfg.diff_depth_model), self.images)
+            if cfg.diff_depth_model:  # stage depth/<target> (made by train_stage2 / guidance_sweep), read a batch at a time
+                stage = depth_maps.stage_name(f"data/{cfg.target}")
+                self.depth = depth_maps.Maps(run_dir, stage, [x.id for x in samples_], split="val")
             elif any(x.depth is None for x in samples_):
                 raise ValueError(
                     f"{PAIRS} val has samples without depth, but the conditioning uses depth: set diff_depth_model to a "
@@ -209,7 +232,7 @@ class _Faithfulness:
 
     def reference(self) -> dict:
         """Faithfulness of the real target images the maps were predicted from: the oracle's agreement with the pseudo-labeller."""
-        return scores.summary(scores.faithfulness(self.images, self.maps, self.judge))
+        return scores.summary(scores.faithfulness(self.images, self.maps, self.judge, self.window, self.batch))
 
     def __call__(self, model, guidance_scale: float | None = None) -> tuple[dict, np.ndarray]:
         cfg = self.cfg
@@ -223,4 +246,4 @@ class _Faithfulness:
             steps=cfg.diff_sample_steps,
             scheduler=cfg.diff_scheduler,
         )
-        return scores.summary(scores.faithfulness(images, self.maps, self.judge)), images
+        return scores.summary(scores.faithfulness(images, self.maps, self.judge, self.window, self.batch)), images

@@ -12,7 +12,7 @@ import json
 import multiprocessing
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +28,7 @@ from synthlib.runs import RunDir, processes
 from synthlib.segmenters.infer import batch_of
 from synthlib.segmenters.infer import evaluate as evaluate_model
 from synthlib.segmenters.model import ARCHITECTURES, build, load, save, to_accelerator
-from synthlib.segmenters.train import TrainSettings, train
+from synthlib.segmenters.train import TrainSettings, recorded, train
 
 #: Training methods: switches of TrainSettings. "supervised" is source-only (or the oracle on target labels).
 METHODS: dict[str, dict[str, bool]] = {
@@ -61,6 +61,7 @@ def settings(cfg: Profile, method: str = "supervised") -> TrainSettings:
         rcs_temperature=cfg.seg_rcs_temperature,
         seed=cfg.seed,
         warmup_steps=min(50, max(cfg.seg_steps // 10, 1)),
+        data_workers=cfg.data_workers,
     )
     return replace(base, **METHODS[method])
 
@@ -124,7 +125,7 @@ def _fit_stage(run_dir: RunDir, cfg: Profile, train_set: str, method: str, targe
         raise ValueError(f"method {method!r} adapts to a target: pass target= a dataset stage such as 'data/real'")
     target = target if s.needs_target else None
     inputs = [train_set] + ([target] if target else [])
-    params = {"model": cfg.seg_model, "train_set": train_set, "target": target, "settings": asdict(s)}
+    params = {"model": cfg.seg_model, "train_set": train_set, "target": target, "settings": recorded(s)}
     weights = None if cfg.seg_model in ARCHITECTURES else weights_fingerprint(cfg.seg_model)
     if weights is not None:  # a folder / cached hub id: new weights at the same path re-run the stage
         params["model_weights"] = weights

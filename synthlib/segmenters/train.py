@@ -10,8 +10,9 @@ resumes from a checkpoint sees exactly the batches an uninterrupted run sees.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +47,7 @@ class TrainSettings:
     grad_accum: int = 1
     mixed_precision: bool = True  # used only on CUDA
     checkpoint_every: int = 200
+    data_workers: int = 0  # loader worker processes on CUDA (0 on CPUs); speed only, not part of a stage's key
     # ADVENT
     advent: bool = False
     advent_minent: float = 0.001
@@ -336,9 +338,17 @@ def _loader(dataset: Dataset, settings: TrainSettings, crop, total: int, stream:
     # A loader of its own generator: starting an iterator would otherwise draw from the global
     # RNG, and a resumed run (which starts a fresh iterator) would then drop out other units.
     generator = torch.Generator().manual_seed(settings.seed)
+    # Workers change nothing but speed: each crop's randomness is keyed by its stream position (_Crops).
+    workers = settings.data_workers if torch.cuda.is_available() else 0
     return torch.utils.data.DataLoader(
-        _Crops(dataset, settings, crop, stream), batch_size=settings.batch_size, sampler=sampler, generator=generator
-    )
+        _Crops(dataset, settings, crop, stream), batch_size=settings.batch_size, sampler=sampler, generator=generator,
+        num_workers=workers, pin_memory=workers > 0, persistent_workers=workers > 0,
+    )  # fmt: skip
+
+
+def recorded(settings: TrainSettings) -> dict[str, Any]:
+    """The settings that decide the weights, for a stage's key: all but the speed-only ``data_workers``."""
+    return {k: v for k, v in asdict(settings).items() if k != "data_workers"}
 
 
 def rcs_weights(presence: np.ndarray, pixel_share: np.ndarray, temperature: float) -> np.ndarray:

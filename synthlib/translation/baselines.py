@@ -40,6 +40,7 @@ from synthlib.segmenters.infer import batch_of, window_of
 from synthlib.segmenters.infer import evaluate as evaluate_model
 from synthlib.segmenters.model import load as load_segmenter
 from synthlib.segmenters.model import save as save_segmenter
+from synthlib.segmenters.train import recorded
 from synthlib.segmenters.train import train as train_segmenter
 from synthlib.translation import cyclegan, fourier
 from synthlib.viz import image_grid
@@ -131,7 +132,7 @@ def train_guide(run_dir: RunDir, cfg: Profile, source: str, k: int) -> Path:
     base = source_models(run_dir, cfg)[source]
     indices = labelled_indices(len(run_dir.dataset(target, "train")), k, cfg.seed)
     settings = replace(seg.settings(cfg), steps=cfg.i2i_guide_steps, warmup_steps=min(50, max(cfg.i2i_guide_steps // 10, 1)))
-    params = {"base": base, "target": target, "labelled": indices, "settings": asdict(settings)}
+    params = {"base": base, "target": target, "labelled": indices, "settings": recorded(settings)}
 
     def build(ctx):
         model = seg.load_model(run_dir, base)
