@@ -11,6 +11,7 @@ import json
 import pytest
 
 from synthlib import cli, profiles, runs, tiny_hub
+from tests.test_runs import accelerate_launch
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +62,10 @@ def test_reproduce_runs_the_paper_profile_from_a_user_profile_and_from_set_and_r
     # (04_translation_baselines now also finds 06's segmenters and adds their evaluation stages)
     assert {name: run_dir.manifest(name)["fingerprint"] for name in made} == made
     assert json.loads((run_dir.path / "run.json").read_text())["resolved"] == record["resolved"]
+
+    # N GPUs: stage 2 retrained by `accelerate launch -m synthlib stage` in two (gloo, CPU) processes
+    before = run_dir.manifest("diffusion/stage2")
+    accelerate_launch("-m", "synthlib", "stage", "stage2", "--config", config, "--runs-dir", tmp_path, "--set", "diff_stage2_steps=3")
+    after = run_dir.manifest("diffusion/stage2")
+    assert after["fingerprint"] != before["fingerprint"] and after["params"]["settings"]["steps"] == 3
+    assert after["inputs"] == before["inputs"]  # the same stage 1, pseudo-labels and depth: only stage 2 re-ran

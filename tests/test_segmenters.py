@@ -252,17 +252,6 @@ def test_models_go_to_the_device_accelerate_would_use(monkeypatch):
     assert {p.device.type for p in model.parameters()} == {"meta"}
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
-def test_inference_moves_a_cpu_model_to_the_gpu_and_returns_cpu_arrays():
-    model = segmenters.build("mit-tiny", seed=0).eval()
-    x = np.random.default_rng(0).integers(0, 255, (2, 32, 64, 3), dtype=np.uint8)
-    with torch.no_grad():
-        on_cpu = torch.softmax(logits(model, torch.from_numpy(x)), 1).numpy()
-    proba = segmenters.predict_proba(model, x)
-    assert model.device.type == "cuda" and isinstance(proba, np.ndarray)
-    assert np.allclose(proba, on_cpu, atol=1e-4)
-
-
 # --- inference: the profile's window and batch cap ------------------------------------------------
 
 
