@@ -85,7 +85,7 @@ from synthlib.datasets import Dataset, Sample
 from synthlib.diffusion.common import settings as diffusion_settings
 from synthlib.diffusion.conditioning import encode
 from synthlib.diffusion.model import DiffusionModel, device_dtype
-from synthlib.diffusion.train import DiffusionSettings, Examples
+from synthlib.diffusion.train import Examples
 from synthlib.diffusion.train import train as train_diffusion
 from synthlib.labels import IGNORE, NUM_CLASSES
 from synthlib.runs import git_revision
@@ -273,7 +273,7 @@ class _Bench:
         return (
             f"profile {cfg.name}{' (tiny configs)' if a.tiny else ''} on {_device_name(self.device)}: diffusion "
             f"{_size(self.resolution)} batch {cfg.diff_batch}, frozen modules {cfg.diff_inference_dtype}, EMA {cfg.diff_ema:g}, "
-            f"checkpointing {cfg.diff_gradient_checkpointing}, {cfg.diff_data_workers} data workers; generation batch "
+            f"checkpointing {cfg.diff_gradient_checkpointing}, {cfg.data_workers} data workers; generation batch "
             f"{cfg.gen_batch} x {self.gen_steps} DDIM steps, guidance {cfg.gen_guidance:g}; segmenter crop "
             f"{_size(cfg.seg_crop)} batch {cfg.seg_batch}; {'8-bit AdamW' if a.adam8bit else 'AdamW'}; {cap}; "
             f"torch {torch.__version__}, diffusers {diffusers.__version__}, git {_revision()}"
@@ -321,7 +321,7 @@ class _Bench:
         self._free()
         with torch.device(self.device):
             model = build_diffusion(self.configs, self.resolution, cfg.diff_prompt, None if stage == STAGE1 else cfg.diff_depth, cfg.seed)
-        s = _stage_settings(cfg, "stage1" if stage == STAGE1 else "stage2")
+        s = diffusion_settings(cfg, "stage1" if stage == STAGE1 else "stage2")
         s = replace(s, steps=args.warmup + max(args.iterations, 1), warmup_steps=1, checkpoint_every=0, eval_every=0)
         conditioning = None if stage == STAGE1 else {"size": model.condition_size, "depth": "dataset" if cfg.diff_depth else None}
         examples = Examples([(_Random(64, *self.resolution), 0)], model.resolution, s, conditioning)
@@ -521,18 +521,6 @@ class _Random(Dataset):
 
 
 # --- helpers ------------------------------------------------------------------------------
-
-
-def _stage_settings(cfg: profiles.Profile, stage: str) -> DiffusionSettings:
-    """The stage's training settings from the profile, with the fields ``diffusion.common.settings`` may not pass on yet.
-
-    The frozen modules' dtype, data-loader workers and text dropout are profile
-    fields (``diff_inference_dtype``, ``diff_data_workers``, ``diff_text_dropout``) that
-    decide memory and speed: they are taken from the profile here whatever the stage code does.
-    """
-    s = diffusion_settings(cfg, stage)
-    return replace(s, inference_dtype=cfg.diff_inference_dtype, data_workers=cfg.diff_data_workers,
-                   text_dropout=cfg.diff_text_dropout and stage == "stage2")  # fmt: skip
 
 
 @contextmanager
