@@ -567,7 +567,7 @@ def settings_grid(cfg: Profile) -> list[generation.Settings]:
 
 def _with_depth(maps: list[Sample], model, cfg: Profile) -> list[Sample]:
     """The held-out maps with depth estimated once, so the grid's settings do not each re-run the depth model."""
-    needs = model.conditioning and model.conditioning.get("depth") and cfg.diff_depth_model
+    needs = cfg.diff_depth_model and (getattr(model, "conditioning", None) or {}).get("depth")
     if not needs or all(m.depth is not None for m in maps):
         return maps
     from synthlib.diffusion.conditioning import estimate_depth, load_depth_model

@@ -333,3 +333,26 @@ def test_the_judge_runs_in_the_profiles_window_everywhere(tmp_path, monkeypatch)
     assert mcoc.search_settings(run_dir, cfg)["MCOC"].iloc[0] == pytest.approx(mcoc.nanmean(mcoc.score(maps, on_maps, found=found).image))
 
     assert seen and {(h, w) for _, h, w in seen} == {window} and max(n for n, _, _ in seen) == 2  # windows, two a pass, never whole images
+
+
+def test_settings_search_estimates_the_held_out_maps_depth_once(monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from synthlib import profiles
+    from synthlib.datasets import Sample
+    from synthlib.diffusion import conditioning
+
+    calls = []
+    monkeypatch.setattr(conditioning, "load_depth_model", lambda spec: (torch.nn.Linear(1, 1), None))
+    monkeypatch.setattr(conditioning, "estimate_depth", lambda model, proc, images: calls.append(len(images)) or np.ones((1, 4, 6), np.float32))
+    cfg = profiles.load("smoke", diff_depth_model="some/depth-model")
+    model = SimpleNamespace(conditioning={"branch": "controlnet", "depth": True})
+    own = np.full((4, 6), 7.0, np.float32)
+    maps = [Sample(np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6), np.uint8), depth=own, id="a"),
+            Sample(np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6), np.uint8), id="b")]  # fmt: skip
+    out = mcoc._with_depth(maps, model, cfg)
+    assert calls == [1] and (out[0].depth == 7).all() and (out[1].depth == 1).all()  # only the map without depth
+    assert mcoc._with_depth(maps, SimpleNamespace(conditioning={"branch": "controlnet", "depth": False}), cfg) is maps
+    assert mcoc._with_depth(maps, model, profiles.load("smoke")) is maps  # no depth model: the maps' own depth
