@@ -40,7 +40,6 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-from accelerate import PartialState
 from accelerate.utils import gather_object
 from PIL import Image
 from tqdm.auto import tqdm
@@ -118,7 +117,7 @@ def ensure_model(run_dir: RunDir, cfg: Profile) -> Path:
 
 def load_model(run_dir: RunDir, cfg: Profile) -> DiffusionModel:
     """The run's stage-2 model (``ensure_model``) on the accelerator's device."""
-    return load(ensure_model(run_dir, cfg) / "model").to(PartialState().device)
+    return load(ensure_model(run_dir, cfg) / "model").to(processes().device)
 
 
 def generate_all(run_dir: RunDir, cfg: Profile, settings_: Settings | None = None) -> dict[str, Path]:
@@ -169,7 +168,7 @@ def generate_set(run_dir: RunDir, cfg: Profile, source: str, settings_: Settings
     stage_inputs = [stage, MODEL_STAGE] + ([depth_stage] if depth_stage else [])
 
     def build(ctx):
-        model = load(model_path / "model").to(PartialState().device)
+        model = load(model_path / "model").to(processes().device)
         where = f"{stage} ({SPLIT})"
         fit(maps[0], model, cfg.gen_fit, where)  # the first map's size is checked before anything is generated
         depth = _Depth(model, cfg.diff_depth_model, prefer_own=False, stored=(run_dir, depth_stage) if depth_stage else None)
