@@ -7,7 +7,7 @@
 Trains one small UNet per training domain (flat, game, real) with the same budget and
 prints mIoU on real val and on each model's own val, the percentage of the oracle, the
 share of the gap that per-channel colour normalisation closes, and whether minicity's
-promises hold (DESIGN.md §4). A few minutes per seed on an idle 2-core CPU.
+promises hold (docs/design.md §4). A few minutes per seed on an idle 2-core CPU.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Stage 05: MCOC — score generated images against their maps, filter them, rectify their labels.
 
-Mean Class-wise Object Consistency (DESIGN §5). For an image generated from
+Mean Class-wise Object Consistency (docs/design.md §5). For an image generated from
 map *L*, a segmenter (the *judge*) predicts *P*. An *object* is an instance
 of *L* where the map has instance ids, else an 8-connected component of one
 class; ignore pixels never belong to one; objects under ``min_pixels`` are
@@ -309,7 +309,7 @@ def judged_classes(run_dir: RunDir, cfg: Profile, judge, n: int = 200) -> np.nda
     riders) says nothing about whether that class was generated well: its objects
     would all score 0, dragging down the images that carry rare classes, and be
     relabelled to whatever the judge sees there. Only the classes returned here
-    make objects. ``mcoc_judged_share`` 0 keeps all 19 classes (DESIGN §5 as written).
+    make objects. ``mcoc_judged_share`` 0 keeps all 19 classes (docs/design.md §5 as written).
     ``n`` target train images are enough to see every class a judge predicts; they are
     read 64 at a time and predicted as ``_predict`` does.
     """

@@ -142,13 +142,13 @@ class Profile:
     mcoc_judge: str = ""  # segmenter scoring generations: "" = the pseudo-labeller; a method name, model stage or folder / hub id; never the oracle
     mcoc_min_pixels: int = 16  # smaller objects are not objects
     # Only classes the judge predicts on at least this share of target pixels make objects: a judge blind to a
-    # class cannot tell whether it was generated well (mcoc.judged_classes). 0 = all classes, DESIGN §5 as written.
+    # class cannot tell whether it was generated well (mcoc.judged_classes). 0 = all classes, docs/design.md §5 as written.
     mcoc_judged_share: float = 0.001
     mcoc_threshold: float = 0.5  # images whose MCOC is under this (0-1) are dropped
     mcoc_rectify: str = "relabel"  # objects the judge sees as ONE other class: "relabel", "ignore" or "off"
-    mcoc_rectify_fraction: float = 0.5  # ... on more than this share of their pixels ("mostly", DESIGN §5)
+    mcoc_rectify_fraction: float = 0.5  # ... on more than this share of their pixels ("mostly", docs/design.md §5)
     # ... and that class is of the object's Cityscapes category ("category": a train seen as a bus, sidewalk as road),
-    # or any class ("any", DESIGN §5 as written). With "any", a third (game) to half (flat) of the objects the default
+    # or any class ("any", docs/design.md §5 as written). With "any", a third (game) to half (flat) of the objects the default
     # judge (the 20-mIoU pseudo-labeller) relabelled were cars it saw as road: small cars it misses, labels erased.
     # Filtered + rectified, flat / game: 18.8 / 18.8 mIoU with "any", 20.9 / 19.4 with "category", against 19.9 / 19.5
     # unfiltered (benchmarks/generation_downstream.py).
@@ -279,8 +279,8 @@ PROFILES: dict[str, Profile] = {
         gen_batch=8,
         gen_fit="crop",
         mcoc_min_pixels=256,
-        mcoc_judged_share=0.0,  # a Cityscapes-level judge sees every class: MCOC exactly as DESIGN §5
-        mcoc_rectify_within="any",  # a Cityscapes-level judge: rectification as DESIGN §5 has it
+        mcoc_judged_share=0.0,  # a Cityscapes-level judge sees every class: MCOC exactly as docs/design.md §5
+        mcoc_rectify_within="any",  # a Cityscapes-level judge: rectification as docs/design.md §5 has it
         mcoc_grid_guidance=(3.0, 7.5, 9.0),  # around SD's 7.5 and ControlNet's 9: 1 and 2 barely guide SD
         mcoc_grid_conditioning=(0.5, 1.0, 1.5),
         mcoc_grid_steps=(20, 50),

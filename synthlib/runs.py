@@ -111,7 +111,7 @@ def processes() -> PartialState:
     return PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
 
 
-def open(name: str = "default", root: str | Path | None = None) -> RunDir:  # noqa: A001 - mirrors the DESIGN's `runs.open`
+def open(name: str = "default", root: str | Path | None = None) -> RunDir:  # noqa: A001 - the public name is runs.open
     """Open (creating if needed) the run directory ``<root>/<name>``."""
     if not _NAME.match(name) or "/" in name:
         raise StageError(f"run name {name!r} must be one folder name of letters, digits, '_', '.', '-'")

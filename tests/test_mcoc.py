@@ -192,7 +192,7 @@ def test_only_classes_the_judge_sees_on_target_images_make_objects(tmp_path, mon
     seen = lambda share: np.flatnonzero(mcoc.judged_classes(run_dir, profiles.load("smoke", mcoc_judged_share=share), None)).tolist()  # noqa: E731
     assert seen(0.001) == [ROAD, CAR]
     assert seen(0.0001) == [ROAD, PERSON, CAR]
-    assert seen(0.0) == list(range(NUM_CLASSES))  # 0: every class, MCOC as DESIGN §5 defines it
+    assert seen(0.0) == list(range(NUM_CLASSES))  # 0: every class, MCOC as docs/design.md §5 defines it
     with pytest.raises(mcoc.MCOCError, match=r"mcoc_judged_share 1.5 must lie in \[0, 1\)"):
         seen(1.5)
 

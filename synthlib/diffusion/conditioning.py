@@ -2,7 +2,7 @@
 
 A label map (trainIds, 255 = ignore) becomes ``NUM_CLASSES + 1`` channels —
 one per class and an *unknown* channel for ignore and eroded pixels — plus
-an optional depth channel (DESIGN §5). Maps are encoded at their own
+an optional depth channel (docs/design.md §5). Maps are encoded at their own
 resolution (erosion radius in their pixels) and then area-averaged to the
 size the model takes, so a one-pixel pole in a 64x128 map survives as a
 half-strength channel at 32x64 instead of vanishing.

@@ -13,7 +13,7 @@ every stage loads every model the same way.
 
 The small configs work in **pixel space** (``vae=None``): on a CPU budget a
 small VAE trained from scratch lost small objects and capped quality at 20 dB
-PSNR (DESIGN §8), while pixel-space diffusion at 32x64 follows label maps
+PSNR (docs/design.md §8), while pixel-space diffusion at 32x64 follows label maps
 closely. With ``patch`` p > 1 the pixels are folded into p x p cells
 (``pixel_unshuffle``, 3p² channels), a lossless and free stand-in for a VAE:
 the UNet runs at 1/p of the image size, so 64x128 images cost what 32x64

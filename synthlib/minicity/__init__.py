@@ -2,7 +2,7 @@
 
 Two source styles with pixel-perfect labels (``flat`` like VEIS, ``game`` like
 GTA5) and a target style ``real`` (like Cityscapes) with weather conditions
-(like ACDC). All 19 Cityscapes classes, instances and depth. See DESIGN.md §4.
+(like ACDC). All 19 Cityscapes classes, instances and depth. See docs/design.md §4.
 
     >>> from synthlib.minicity import MiniCity, generate
     >>> sample = generate(seed=0, style="real", index=3, height=64, width=128, condition="fog")

@@ -90,7 +90,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def check_requirements(table: pd.DataFrame) -> dict[str, bool]:
-    """The three properties minicity promises (DESIGN.md §4), each True or False."""
+    """The three properties minicity promises (docs/design.md §4), each True or False."""
     oracle = float(table.loc[(table.trained_on == TARGET) & (table.evaluated_on == TARGET), "mIoU"].iloc[0])
     out = {"oracle > 35": oracle > 35}
     for style in SOURCES:
