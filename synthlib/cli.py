@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from synthlib import profiles, runs
+from synthlib.steps import STEPS, resolve, run_step
 
 #: How the last ``reproduce`` of a run was asked for, under the run directory.
 RUN_RECORD = "run.json"
@@ -113,7 +114,7 @@ def reproduce(
     """
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
-    cfg, source, overrides = _resolve(profile, config, overrides, roots)  # unknown fields, wrong types: before any kernel
+    cfg, source, overrides = resolve(profile, config, overrides, roots)  # unknown fields, wrong types: before any kernel
     from synthlib import data
 
     data.check_roots(cfg)  # a missing root or one whose layout its adapter does not recognise
@@ -160,95 +161,6 @@ def reproduce(
         copied = report.publish(run_dir, results)
         print(f"copied {len(copied)} table and figure file(s) to {results}")
     return 0
-
-
-#: Steps ``synthlib stage`` builds, with the notebook whose stages they are.
-STEPS: dict[str, str] = {
-    "data": "00",
-    "pseudo_labels": "01",
-    "stage1": "02",
-    "stage2": "03",
-    "generation": "04_generation",
-    "translation": "04_translation_baselines",
-    "mcoc": "05",
-    "segmentation": "06",
-}
-
-
-def run_step(
-    name: str,
-    profile: str | None = None,
-    run: str | None = None,
-    runs_dir: Path | None = None,
-    config: str | Path | None = None,
-    overrides: dict[str, Any] | None = None,
-    roots: dict[str, str] | None = None,
-) -> int:
-    """Build step ``name``'s stages with the same calls its notebook makes (tables and figures aside).
-
-    Settings resolve as in ``reproduce``, so the stages are the ones ``reproduce``
-    would make and later finds current. Under ``accelerate launch`` every process
-    calls this; the stages share the work out (``synthlib.runs``).
-    """
-    if name not in STEPS:
-        raise ValueError(f"no step {name!r}; valid: {', '.join(STEPS)}")
-    cfg, source, overrides = _resolve(profile, config, overrides, roots)
-    run_dir = runs.open(run or (Path(config).stem if config is not None else cfg.name), runs_dir)
-    if name == "data":
-        from synthlib import data
-
-        data.prepare(run_dir, cfg)
-    elif name == "pseudo_labels":
-        from synthlib import pseudo_labels
-
-        pseudo_labels.train_baselines(run_dir, cfg)
-        pseudo_labels.make(run_dir, cfg)
-    elif name == "stage1":
-        from synthlib import diffusion
-
-        diffusion.pretrain.pretrain(run_dir, cfg)
-        diffusion.train_stage1(run_dir, cfg)
-    elif name == "stage2":
-        from synthlib import diffusion
-
-        diffusion.train_stage2(run_dir, cfg)
-    elif name == "generation":
-        from synthlib import generation
-
-        generation.generate_all(run_dir, cfg)
-    elif name == "translation":
-        from synthlib import translation
-
-        translation.check(run_dir, cfg)
-        translation.source_models(run_dir, cfg)
-        translation.train_cyclegans(run_dir, cfg)
-        translation.write_sets(run_dir, cfg)
-    elif name == "mcoc":
-        from synthlib import mcoc
-
-        mcoc.settings_used(run_dir, cfg, mcoc.search_settings(run_dir, cfg))
-        mcoc.filter_all(run_dir, cfg)
-    else:
-        from synthlib import segmentation
-
-        segmentation.evaluate_all(run_dir, cfg, segmentation.train_all(run_dir, cfg))
-    print(f"{name}: the stages of {STEPS[name]} are current in {run_dir.path}", flush=True)
-    return 0
-
-
-def _resolve(
-    profile: str | None, config: str | Path | None, overrides: dict[str, Any] | None, roots: dict[str, str] | None
-) -> tuple[profiles.Profile, str | None, dict[str, Any]]:
-    """(profile, what the notebooks are given as ``profile``, their ``overrides``), every setting checked."""
-    if config is not None and profile is not None:
-        raise ValueError("give --profile or --config, not both: a user profile names its base profile (base: paper)")
-    if config is not None and not Path(config).expanduser().is_file():
-        raise FileNotFoundError(f"--config {config}: no such file (expected a YAML user profile: base:, roots:, fields)")
-    source = str(Path(config).expanduser().resolve()) if config is not None else profile
-    overrides = dict(overrides or {})
-    if roots:
-        overrides["roots"] = {**overrides.get("roots", {}), **roots}
-    return profiles.load(source, overrides), source, overrides
 
 
 def needed_by(notebook: Path, selected: list[Path]) -> set[Path]:
