@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,6 +47,7 @@ from accelerate.utils import gather_object
 from PIL import Image
 from tqdm.auto import tqdm
 
+from synthlib.datasets import Sample
 from synthlib.fingerprints import weights_fingerprint
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir, processes
@@ -147,6 +149,24 @@ def read(run_dir: RunDir, stage: str, sample_id: str, size: Sequence[int] | None
     if depth.shape != size:
         depth = _resize(depth, size, index["interpolation"])
     return depth
+
+
+def with_depth(maps: list[Sample], model, cfg: Profile) -> list[Sample]:
+    """``maps`` with depth estimated once where they lack it and the model takes depth from ``diff_depth_model``.
+
+    For in-memory maps scored under many settings (MCOC's search), so each setting does not re-run the depth model.
+    """
+    needs = cfg.diff_depth_model and (getattr(model, "conditioning", None) or {}).get("depth")
+    if not needs or all(m.depth is not None for m in maps):
+        return maps
+    from synthlib.diffusion.conditioning import estimate_depth, load_depth_model
+
+    estimator = load_depth_model(cfg.diff_depth_model)
+    estimator[0].to(processes().device)
+    out = []
+    for m in maps:
+        out.append(m if m.depth is not None else replace(m, depth=estimate_depth(*estimator, [m.image])[0]))
+    return out
 
 
 class Maps(Sequence):

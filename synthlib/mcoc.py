@@ -29,7 +29,7 @@ import itertools
 import math
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from synthlib import generation
+from synthlib import depth, generation
 from synthlib.datasets import DatasetError, Sample, write_cityscapes
 from synthlib.fingerprints import weights_fingerprint
 from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, TRAIN_LABELS, colorize
@@ -565,21 +565,6 @@ def settings_grid(cfg: Profile) -> list[generation.Settings]:
     return [generation.settings(cfg, guidance_scale=float(g), conditioning_scale=float(c), steps=int(s)) for g, c, s in points]
 
 
-def _with_depth(maps: list[Sample], model, cfg: Profile) -> list[Sample]:
-    """The held-out maps with depth estimated once, so the grid's settings do not each re-run the depth model."""
-    needs = cfg.diff_depth_model and (getattr(model, "conditioning", None) or {}).get("depth")
-    if not needs or all(m.depth is not None for m in maps):
-        return maps
-    from synthlib.diffusion.conditioning import estimate_depth, load_depth_model
-
-    estimator = load_depth_model(cfg.diff_depth_model)
-    estimator[0].to(processes().device)
-    out = []
-    for m in maps:
-        out.append(m if m.depth is not None else replace(m, depth=estimate_depth(*estimator, [m.image])[0]))
-    return out
-
-
 def search_settings(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
     """Make (or reuse) stage ``mcoc/settings``: the MCOC of images generated from held-out maps with each setting.
 
@@ -616,7 +601,7 @@ def search_settings(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
         judge = load_judge(run_dir, cfg)
         judged = judged_classes(run_dir, cfg, judge)
         maps = [generation.fit(m, model, cfg.gen_fit, "held-out maps") for m in held_out_maps(run_dir, cfg)]
-        maps = _with_depth(maps, model, cfg)
+        maps = depth.with_depth(maps, model, cfg)
         seeds = [generation.seed_of(cfg.seed, 10**6 + i, 0) for i in range(len(maps))]
         groups = {}  # same-size maps are scored together
         for i, m in enumerate(maps):

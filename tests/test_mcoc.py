@@ -340,7 +340,7 @@ def test_settings_search_estimates_the_held_out_maps_depth_once(monkeypatch):
 
     import torch
 
-    from synthlib import profiles
+    from synthlib import depth, profiles
     from synthlib.datasets import Sample
     from synthlib.diffusion import conditioning
 
@@ -352,7 +352,7 @@ def test_settings_search_estimates_the_held_out_maps_depth_once(monkeypatch):
     own = np.full((4, 6), 7.0, np.float32)
     maps = [Sample(np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6), np.uint8), depth=own, id="a"),
             Sample(np.zeros((4, 6, 3), np.uint8), np.zeros((4, 6), np.uint8), id="b")]  # fmt: skip
-    out = mcoc._with_depth(maps, model, cfg)
+    out = depth.with_depth(maps, model, cfg)
     assert calls == [1] and (out[0].depth == 7).all() and (out[1].depth == 1).all()  # only the map without depth
-    assert mcoc._with_depth(maps, SimpleNamespace(conditioning={"branch": "controlnet", "depth": False}), cfg) is maps
-    assert mcoc._with_depth(maps, model, profiles.load("smoke")) is maps  # no depth model: the maps' own depth
+    assert depth.with_depth(maps, SimpleNamespace(conditioning={"branch": "controlnet", "depth": False}), cfg) is maps
+    assert depth.with_depth(maps, model, profiles.load("smoke")) is maps  # no depth model: the maps' own depth
