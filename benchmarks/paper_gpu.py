@@ -84,7 +84,8 @@ from synthlib import diffusion, profiles, segmenters
 from synthlib.datasets import Dataset, Sample
 from synthlib.diffusion.common import settings as diffusion_settings
 from synthlib.diffusion.conditioning import encode
-from synthlib.diffusion.model import DiffusionModel, device_dtype
+from synthlib.diffusion.model import DiffusionModel
+from synthlib.diffusion.precision import device_dtype
 from synthlib.diffusion.train import Examples
 from synthlib.diffusion.train import train as train_diffusion
 from synthlib.labels import IGNORE, NUM_CLASSES

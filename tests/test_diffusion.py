@@ -600,7 +600,7 @@ def test_training_target_is_the_velocity_or_the_noise():
 
 
 def test_half_precision_is_for_cuda_only():
-    from synthlib.diffusion.model import device_dtype
+    from synthlib.diffusion.precision import device_dtype
 
     assert device_dtype("float16", "cpu") is torch.float32
     assert device_dtype("bfloat16", torch.device("cpu")) is torch.float32

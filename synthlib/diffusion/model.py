@@ -44,8 +44,6 @@ SETTINGS_FILE = "synthlib_diffusion.json"
 REQUIRED = ("unet", "scheduler", "text_encoder", "tokenizer")
 BRANCHES = ("concat", "controlnet")
 PREDICTION_TYPES = ("v_prediction", "epsilon")
-#: Dtypes the frozen modules and sampling may run at on CUDA (``diff_inference_dtype``).
-DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 _D, _X, _U, _XU = "DownBlock2D", "CrossAttnDownBlock2D", "UpBlock2D", "CrossAttnUpBlock2D"
 
@@ -94,7 +92,7 @@ class DiffusionModel:
     branch: "" for Stable Diffusion (trained with 10% of its captions dropped to "")
     and for models trained with text dropout; None means the domain prompt (the
     embedded models learn the unconditional branch as zero map + domain prompt).
-    ``inference_dtype`` (a ``DTYPES`` name) is what sampling autocasts to on CUDA.
+    ``inference_dtype`` (a ``precision.DTYPES`` name) is what sampling autocasts to on CUDA.
     """
 
     unet: UNet2DConditionModel
@@ -502,17 +500,6 @@ def _link_tree(source: Path, target: Path) -> None:
             os.link(file, dest)
         except OSError:
             shutil.copy2(file, dest)
-
-
-def device_dtype(name: str, device: torch.device | str) -> torch.dtype:
-    """The dtype ``name`` (a ``DTYPES`` key, ``diff_inference_dtype``) on ``device``: itself on CUDA, float32 elsewhere.
-
-    Half precision is for GPUs: on a CPU it is slow and changes results, so the
-    CPU path always stays float32.
-    """
-    if name not in DTYPES:
-        raise DiffusionModelError(f"diff_inference_dtype {name!r} unknown; valid: {', '.join(DTYPES)}")
-    return DTYPES[name] if torch.device(device).type == "cuda" else torch.float32
 
 
 def resize(images: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

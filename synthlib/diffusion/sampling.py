@@ -20,7 +20,8 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 from tqdm.auto import tqdm
 
 from synthlib.diffusion.conditioning import encode
-from synthlib.diffusion.model import DiffusionModel, DiffusionModelError, device_dtype, load, resize
+from synthlib.diffusion.model import DiffusionModel, DiffusionModelError, load, resize
+from synthlib.diffusion.precision import device_dtype
 
 SCHEDULERS = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler}
 

@@ -37,7 +37,8 @@ from tqdm.auto import tqdm
 from synthlib import checkpoints as checkpoints_io
 from synthlib.datasets import Dataset
 from synthlib.diffusion.conditioning import check_pair, drop, drop_with_text, encode
-from synthlib.diffusion.model import DiffusionModel, device_dtype
+from synthlib.diffusion.model import DiffusionModel
+from synthlib.diffusion.precision import cast, device_dtype, restore
 
 
 @dataclass(frozen=True)
@@ -159,35 +160,14 @@ def train(
     The model records how to sample it: ``inference_dtype``, and with
     ``text_dropout`` an empty ``uncond_prompt`` (guidance's unconditional pass).
     """
-    if settings.lora_rank > 0 and importlib.util.find_spec("peft") is None:
-        raise ImportError("diff_lora_rank > 0 trains LoRA adapters with peft, which is not installed: pip install peft, or set diff_lora_rank=0")
-    if settings.lora_rank > 0 and model.controlnet is not None:
-        raise ValueError("LoRA is for stage-1 fine-tuning of a UNet; the ControlNet branch is trained in full")
-    device_dtype(settings.inference_dtype, "cpu")  # an unknown name fails here, before anything loads
+    _check(model, settings)
     accelerator = Accelerator(
         mixed_precision="fp16" if settings.mixed_precision and torch.cuda.is_available() else "no",
         gradient_accumulation_steps=settings.grad_accum,
     )
     set_seed(settings.seed)
     trained_name = "controlnet" if model.controlnet is not None else "unet"
-    trained = getattr(model, trained_name)
-    for module in model.modules().values():
-        module.requires_grad_(False)
-        module.to(accelerator.device)
-    amp = _frozen_dtype(settings, accelerator)
-    frozen = {name: m for name, m in model.modules().items() if name != trained_name}
-    originals = _cast(frozen, amp)
-    model.inference_dtype = settings.inference_dtype
-    if settings.text_dropout and model.conditioning is not None:
-        model.uncond_prompt = ""  # what the dropped examples are trained with, and so what guidance must sample with
-    if settings.lora_rank > 0:
-        _add_lora(trained, settings.lora_rank)
-    else:
-        trained.requires_grad_(True)
-    if settings.gradient_checkpointing:
-        trained.enable_gradient_checkpointing()
-    trained.train()
-    params = [p for p in trained.parameters() if p.requires_grad]
+    trained, params, amp, frozen, originals = _prepare(model, trained_name, settings, accelerator)
     ema = EMAModel(params, decay=settings.ema) if settings.ema > 0 else None
 
     micro_batches = settings.steps * settings.grad_accum
@@ -239,14 +219,54 @@ def train(
     accelerator.wait_for_everyone()
     if ema is not None:
         ema.copy_to(params)
-    trained = accelerator.unwrap_model(wrapped)
+    _finish(model, trained_name, accelerator.unwrap_model(wrapped), settings)
+    restore(frozen, originals)
+    return history
+
+
+def _check(model: DiffusionModel, settings: DiffusionSettings) -> None:
+    """Errors before anything loads or trains."""
+    if settings.lora_rank > 0 and importlib.util.find_spec("peft") is None:
+        raise ImportError("diff_lora_rank > 0 trains LoRA adapters with peft, which is not installed: pip install peft, or set diff_lora_rank=0")
+    if settings.lora_rank > 0 and model.controlnet is not None:
+        raise ValueError("LoRA is for stage-1 fine-tuning of a UNet; the ControlNet branch is trained in full")
+    device_dtype(settings.inference_dtype, "cpu")  # an unknown name fails here
+
+
+def _prepare(model: DiffusionModel, trained_name: str, settings: DiffusionSettings, accelerator: Accelerator):
+    """(trained module, its trainable parameters, frozen dtype, frozen modules, their fp32 originals).
+
+    Every module goes to the device; the frozen ones are cast to the frozen dtype
+    (their fp32 weights kept for ``_restore``); the trained one gets LoRA adapters
+    or all its weights trainable, and gradient checkpointing when asked.
+    """
+    trained = getattr(model, trained_name)
+    for module in model.modules().values():
+        module.requires_grad_(False)
+        module.to(accelerator.device)
+    amp = _frozen_dtype(settings, accelerator)
+    frozen = {name: m for name, m in model.modules().items() if name != trained_name}
+    originals = cast(frozen, amp)
+    model.inference_dtype = settings.inference_dtype
+    if settings.text_dropout and model.conditioning is not None:
+        model.uncond_prompt = ""  # what the dropped examples are trained with, and so what guidance must sample with
+    if settings.lora_rank > 0:
+        _add_lora(trained, settings.lora_rank)
+    else:
+        trained.requires_grad_(True)
+    if settings.gradient_checkpointing:
+        trained.enable_gradient_checkpointing()
+    trained.train()
+    return trained, [p for p in trained.parameters() if p.requires_grad], amp, frozen, originals
+
+
+def _finish(model: DiffusionModel, trained_name: str, trained: torch.nn.Module, settings: DiffusionSettings) -> None:
+    """Put the trained module back into ``model``, LoRA adapters fused, frozen for sampling."""
     if settings.lora_rank > 0:
         trained.fuse_lora()
         trained.unload_lora()
     trained.eval().requires_grad_(False)
     setattr(model, trained_name, trained)
-    _restore(frozen, originals)
-    return history
 
 
 def colour_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
@@ -345,26 +365,6 @@ def _frozen_dtype(settings: DiffusionSettings, accelerator: Accelerator) -> torc
     if accelerator.mixed_precision == "no":
         return torch.float32
     return device_dtype(settings.inference_dtype, accelerator.device)
-
-
-def _cast(modules: dict[str, torch.nn.Module], dtype: torch.dtype) -> dict[str, dict[str, torch.Tensor]]:
-    """Cast ``modules`` to ``dtype``; returns float32 copies of their weights (on the CPU) to restore, or {} for float32.
-
-    The copies make the cast lossless: the saved model keeps the exact float32
-    weights it was given, not half-precision roundings of them.
-    """
-    if dtype == torch.float32:
-        return {}
-    originals = {name: {k: v.detach().to("cpu", copy=True) for k, v in m.state_dict().items()} for name, m in modules.items()}
-    for m in modules.values():
-        m.to(dtype)
-    return originals
-
-
-def _restore(modules: dict[str, torch.nn.Module], originals: dict[str, dict[str, torch.Tensor]]) -> None:
-    """Undo ``_cast``: the modules back in float32 with their original weights."""
-    for name, state in originals.items():
-        modules[name].to(torch.float32).load_state_dict(state)
 
 
 def _step_seed(seed: int, step: int, micro: int, process: int) -> int:
