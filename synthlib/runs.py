@@ -33,31 +33,40 @@ import dataclasses
 import hashlib
 import json
 import os
-import platform
 import re
 import shutil
-import subprocess
 import time
 import uuid
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from functools import cache
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from synthlib import provenance
+from synthlib.provenance import git_revision, package_versions  # noqa: F401 - public here since runs came first
 
 if TYPE_CHECKING:
     from accelerate import PartialState
 
 RUNS_ENV_VAR = "SYNTHLIB_RUNS_DIR"
 MANIFEST = "manifest.json"
+LOCK = ".lock"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$")
-_PACKAGES = ("synthlib", "torch", "diffusers", "transformers", "accelerate", "numpy", "pillow", "pandas")
 
 
 class StageError(RuntimeError):
-    """A stage was asked for with bad parameters or missing inputs."""
+    """A stage was asked for with bad parameters or missing inputs, or was changed after it was made."""
+
+
+#: (run folder, stage) of every stage this process made, reused or read: what its tables were computed from.
+_USED: dict[tuple[str, str], None] = {}
+
+
+def used_stages() -> list[tuple[Path, str]]:
+    """The stages this process has made, found current or read, in first-use order, as (run folder, stage name)."""
+    return [(Path(run), name) for run, name in _USED]
 
 
 @dataclass
@@ -134,13 +143,16 @@ class RunDir:
         return str(self.path)
 
     def stage_path(self, name: str) -> Path:
-        """Where a stage's output lives (it may not exist yet)."""
+        """Where a stage's output lives (it may not exist yet); asking for a completed one counts as using it."""
         _check_name(name)
-        return self.path / name
+        path = self.path / name
+        if (path / MANIFEST).is_file():
+            _USED.setdefault((str(self.path), name), None)
+        return path
 
     def manifest(self, name: str) -> dict[str, Any] | None:
         """The stage's manifest, or None when the stage has not completed."""
-        file = self.stage_path(name) / MANIFEST
+        file = self.stage_path(name) / MANIFEST  # a completed stage's is recorded as used
         return json.loads(file.read_text()) if file.is_file() else None
 
     def stages(self, pattern: str | None = None) -> list[str]:
@@ -155,13 +167,38 @@ class RunDir:
         return sorted(n for n in found if not n.startswith("."))
 
     def is_current(self, name: str, params: Any, inputs: Iterable[str] = ()) -> bool:
-        """True when the stage exists with the same parameters and the same input stages."""
+        """True when the stage exists and was made from the same parameters, input stages, code and packages.
+
+        The code is the files its manifest lists (``provenance.code_modules``), hashed again now;
+        the packages are ``provenance.KEY_PACKAGES``. A current stage whose files were
+        changed by hand raises ``StageError`` naming them.
+        """
         manifest = self.manifest(name)
-        if manifest is None:
-            return False
-        return manifest["params_hash"] == hash_params(params) and manifest["inputs"] == self._input_fingerprints(
-            name, inputs
+        if manifest is None or "code" not in manifest:
+            return False  # a stage from before code was part of the key
+        versions = package_versions()
+        current = (
+            manifest["params_hash"] == hash_params(params)
+            and manifest["inputs"] == self._input_fingerprints(name, inputs)
+            and manifest["code"]["fingerprint"] == provenance.code_fingerprint(manifest["code"]["modules"])
+            and all(manifest["packages"].get(p) == versions[p] for p in provenance.KEY_PACKAGES)
         )
+        if current:
+            self.verify(name, manifest)
+        return current
+
+    def verify(self, name: str, manifest: dict[str, Any] | None = None) -> None:
+        """Raise ``StageError`` when a completed stage's files differ from those its manifest records."""
+        manifest = manifest or self.manifest(name)
+        if manifest is None or "files" not in manifest:
+            return
+        changed = provenance.changed_files(self.stage_path(name), manifest["files"], skip=(MANIFEST,))
+        if changed:
+            shown = "; ".join(changed[:5]) + (f"; and {len(changed) - 5} more" if len(changed) > 5 else "")
+            raise StageError(
+                f"stage {name!r} of run {self.name!r} was changed after it was made ({shown}) in "
+                f"{self.stage_path(name)}: its results can no longer be trusted; delete that folder to make it again"
+            )
 
     def stage(
         self,
@@ -182,7 +219,9 @@ class RunDir:
         canonical = _canonical(params, name)
         params_hash = hash_params(canonical)
         input_fps = self._input_fingerprints(name, inputs)
+        modules = provenance.code_modules(build)
         state = processes()
+        _USED.setdefault((str(self.path), name), None)
         if not force and self.is_current(name, canonical, inputs):
             if state.is_main_process:
                 print(f"[synthlib] {name}: up to date, skipped ({final})")
@@ -209,12 +248,14 @@ class RunDir:
                 "params_hash": params_hash,
                 "inputs": input_fps,
                 "fingerprint": hashlib.sha256(f"{params_hash}{input_fps}{uuid.uuid4()}".encode()).hexdigest(),
+                "code": {"fingerprint": provenance.code_fingerprint(modules), "modules": modules},
                 "git": git_revision(),
                 "packages": package_versions(),
                 "started": started,
                 "finished": _now(),
                 "seconds": round(time.perf_counter() - t0, 3),
                 "info": _canonical(ctx.info, name),
+                "files": provenance.listing(tmp, skip=(MANIFEST,)),
             }
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2))
             self._swap_in(tmp, final)
@@ -222,6 +263,34 @@ class RunDir:
             print(f"[synthlib] {name}: done in {manifest['seconds']:.1f} s ({final})")
         state.wait_for_everyone()  # no process goes on before the stage exists
         return final
+
+    @contextmanager
+    def lock(self, holder: str) -> Iterator[None]:
+        """Hold this run directory for one process (``reproduce``); another gets ``StageError`` naming the holder.
+
+        An advisory ``flock`` on ``<run>/.lock``: the system drops it when the process
+        ends, however it ends, so a killed run never leaves the folder locked.
+        """
+        import fcntl
+
+        handle = (self.path / LOCK).open("a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            other = handle.read().strip() or "another process"
+            handle.close()
+            raise StageError(
+                f"run directory {self.path} is in use by {other}; wait for it to finish, or give this one another --run"
+            ) from None
+        try:
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{holder} (pid {os.getpid()}, since {_now()})\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()
 
     def link_from(self, source: RunDir, stages: Iterable[str], hint: str = "") -> None:
         """Make each of ``source``'s ``stages`` a symbolic link here (stages already here stay).
@@ -245,6 +314,7 @@ class RunDir:
         if self.manifest(name) is None:
             done = ", ".join(self.stages()) or "none"
             raise DatasetError(f"run {self.name!r} has no completed dataset stage {name!r} (completed: {done})")
+        self.verify(name)
         return open_dataset("cityscapes", path, split, **options)
 
     def _input_fingerprints(self, name: str, inputs: Iterable[str]) -> dict[str, str]:
@@ -298,34 +368,6 @@ class RunDir:
 def hash_params(params: Any) -> str:
     """sha256 of the parameters' canonical JSON."""
     return hashlib.sha256(json.dumps(_canonical(params, "params"), sort_keys=True).encode()).hexdigest()
-
-
-@cache
-def git_revision() -> dict[str, Any]:
-    """The git revision of the synthlib source tree and whether it has uncommitted changes."""
-    here = Path(__file__).resolve().parent
-    try:
-        rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
-        if rev.returncode != 0:
-            return {"revision": None, "dirty": None}
-        status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10
-        )
-        return {"revision": rev.stdout.strip(), "dirty": bool(status.stdout.strip())}
-    except (OSError, subprocess.SubprocessError):
-        return {"revision": None, "dirty": None}
-
-
-@cache
-def package_versions() -> dict[str, str | None]:
-    """Versions of Python and the packages that decide a run's results."""
-    out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in _PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
 
 
 def _canonical(value: Any, where: str) -> Any:
