@@ -3,15 +3,43 @@
 import os
 import shutil
 import tempfile
+from pathlib import Path
+
+import pytest
 
 from synthlib.runs import RUNS_ENV_VAR
 
 # Notebook kernels inherit the environment: give the session its own runs folder
-# so tests never touch a user's runs/, and the notebooks share one run in order.
+# so tests never touch a user's runs/.
 _created = None
 if not os.environ.get(RUNS_ENV_VAR):
     _created = tempfile.mkdtemp(prefix="synthlib-test-runs-")
     os.environ[RUNS_ENV_VAR] = _created
+#: The unit tests' runs folder; the notebooks run under nbval in its ``nbval/`` subfolder.
+SESSION_RUNS = Path(os.environ[RUNS_ENV_VAR])
+NBVAL_RUNS = SESSION_RUNS / "nbval"
+_nbval_started = False
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "after_notebooks: runs after the nbval notebook runs (compares against them)")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    # Tests that compare with the notebooks' run go last; the rest keep their order.
+    items.sort(key=lambda item: item.get_closest_marker("after_notebooks") is not None)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item):
+    global _nbval_started
+    # Before the first notebook's kernel starts: an empty runs folder of their own, so the
+    # notebooks build every stage themselves instead of finding the unit tests' stages.
+    if item.path.suffix == ".ipynb" and not _nbval_started:
+        shutil.rmtree(NBVAL_RUNS, ignore_errors=True)
+        NBVAL_RUNS.mkdir(parents=True)
+        os.environ[RUNS_ENV_VAR] = str(NBVAL_RUNS)
+        _nbval_started = True
 
 
 def pytest_sessionfinish(session, exitstatus):

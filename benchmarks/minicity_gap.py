@@ -2,7 +2,7 @@
 
     python benchmarks/minicity_gap.py                       # the default profile: 64x128, 500/200, 1200 steps
     python benchmarks/minicity_gap.py --seeds 0 1 2         # stability over worlds and initialisations
-    python benchmarks/minicity_gap.py --csv gap.csv         # also write the full per-class table
+    python benchmarks/minicity_gap.py --run minicity-gap    # also write table minicity_gap into that run's tables
 
 Trains one small UNet per training domain (flat, game, real) with the same budget and
 prints mIoU on real val and on each model's own val, the percentage of the oracle, the
@@ -18,6 +18,7 @@ import time
 import pandas as pd
 import torch
 
+from synthlib import profiles, report, runs
 from synthlib.minicity.gap import check_requirements, measure_gap, summary
 
 
@@ -31,7 +32,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="world and training seeds, one run each")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--csv", help="write the full table (all seeds, per-class IoU) here")
+    ap.add_argument("--run", help="write the full table (all seeds, per-class IoU) as table minicity_gap of this run "
+                    "directory, with its provenance; `synthlib results --run NAME` publishes it")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     pd.set_option("display.width", 200)
@@ -57,9 +59,11 @@ def main() -> None:
         agg = full.groupby(level=0, sort=False)[["mIoU", "pct_of_oracle", "gap_closed"]].agg(["mean", "min", "max"])
         print("\nover seeds", args.seeds)
         print(agg.round(1).to_string())
-    if args.csv:
-        full.to_csv(args.csv)
-        print(f"wrote {args.csv}")
+    if args.run:
+        caption = (f"minicity's gap: mIoU (%) per training and evaluation domain, {args.height}x{args.width}, "
+                   f"{args.n_train}/{args.n_val} images, {args.steps} steps x batch {args.batch_size}, seeds {args.seeds}")
+        path = report.write_table(full, runs.open(args.run), profiles.load("default"), "minicity_gap", caption)
+        print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ reports the median over ``--iterations`` after ``--warmup`` and the peak memory
 - segmenter: ``synthlib.segmenters.train`` (supervised) on random images of the
   profile's size, a MiT-B5 built from its config.
 
-Targets (the issue): every stage fits a 24 GB GPU; generation at 512x1024, 20
+Targets: every stage fits a 24 GB GPU; generation at 512x1024, 20
 steps, fp16 makes >= 1 image/s on an H100-class GPU and takes at most 1.2x the
 time of diffusers' pipeline. A stage that runs out of memory is reported as OOM
 and the others still run. "fits 24 GB" leaves 0.5 GiB for the CUDA context: yes

@@ -3,7 +3,7 @@
     python benchmarks/segmenter_seeds.py --run default --seeds 1,2
 
 Every row of the main table is one segmenter trained once. This retrains the rows that
-the issue-6 targets compare (source only, the generated sets unfiltered and filtered, the
+the main comparison rests on (source only, the generated sets unfiltered and filtered, the
 UDA methods named by ``--uda``) with other seeds: other initial weights, crops and batch
 order, on the same training sets. Each seed trains in a run ``<run>-seed<k>`` that links
 the source run's datasets and training sets, so nothing of the source run is written;

@@ -18,6 +18,8 @@ import struct
 import time
 from pathlib import Path
 
+from synthlib.integrity import safetensors_header
+
 #: Files that make up a model. Configs (and tokenizer files) are always hashed in full.
 CONFIG_SUFFIXES = (".json", ".txt", ".model", ".yaml", ".yml")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5", ".onnx", ".gguf", ".npz")
@@ -42,7 +44,10 @@ def weights_fingerprint(spec: str | os.PathLike) -> str | None:
     in-code config, a hub id not in the cache, "" — gives None. The digest covers
     every weight and config file (relative path, size, contents; hidden files and
     ``.cache`` left out), is memoised per path and file modification times within
-    a process, and changes whenever the weights at the path are replaced.
+    a process, and changes whenever the weights at the path are replaced. A
+    corrupt (truncated, overwritten) safetensors file raises
+    ``synthlib.integrity.CorruptFileError`` naming it: every stage that loads a
+    model from a folder fingerprints it first, so this fails before anything runs.
     """
     text = os.fspath(spec)
     if not text:
@@ -110,16 +115,20 @@ def _file_digest(path: Path, size: int) -> str:
     data. Retraining or fine-tuning changes practically every weight, so any real
     replacement changes every sampled block; a different architecture or dtype
     changes the header. Only an edit confined to a few bytes between the blocks
-    would go unseen.
+    would go unseen. A ``.safetensors`` file whose header does not describe
+    exactly its bytes raises ``CorruptFileError`` naming it.
     """
     digest = hashlib.sha256()
     with path.open("rb") as f:
+        # A truncated or overwritten safetensors file fails here, naming itself, not later deep inside a load.
+        checked = safetensors_header(f, size, path) if path.name.endswith(".safetensors") else None
         if path.name.endswith(CONFIG_SUFFIXES) or size <= FULL_HASH_BYTES:
+            f.seek(0)
             for chunk in iter(lambda: f.read(2**20), b""):
                 digest.update(chunk)
             return digest.hexdigest()
         start = 0
-        header = _safetensors_header(f, size)
+        header = checked if checked is not None else _safetensors_header(f, size)
         if header is not None:
             digest.update(header)
             start = 8 + len(header)

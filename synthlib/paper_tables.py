@@ -87,11 +87,14 @@ def miou_table(evals: pd.DataFrame, cfg: Profile, sixteen_class: Collection[str]
     ``sixteen_class_sources`` finds by name) gets two more columns right after its own,
     ``"<source> (16)"`` and ``"<source> (13)"``: every row's mean over SYNTHIA's 16 and 13
     classes, the oracle's included. Two extra columns: ``spread`` (max - min over the source
-    styles, the "source-agnostic" measure) and ``mean``, both over the 19-class columns only.
+    styles, the "source-agnostic" measure; NaN where fewer than two sources have a value) and
+    ``mean``, both over the 19-class columns only.
     """
     table = _by_source(evals, "mIoU", cfg)
     sources = list(table.columns)
-    table["spread"] = table[sources].max(axis=1) - table[sources].min(axis=1)
+    # A row measured from one source (a UDA method on ``uda_source``) has no spread: NaN, not 0.
+    measured = table[sources].notna().sum(axis=1)
+    table["spread"] = (table[sources].max(axis=1) - table[sources].min(axis=1)).where(measured >= 2)
     table["mean"] = table[sources].mean(axis=1)
     sixteen = sixteen_class_sources(sources) if sixteen_class is None else [s for s in sources if s in sixteen_class]
     if sixteen:

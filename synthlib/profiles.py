@@ -22,6 +22,7 @@ from typing import Any
 
 import pandas as pd
 
+from synthlib import profile_ranges
 from synthlib.user_profiles import CONFIG_SUFFIXES, is_user_profile, parse_assignments, parse_roots, read_user_profile  # noqa: F401
 
 ENV_VAR = "SYNTHLIB_PROFILE"
@@ -59,9 +60,8 @@ class Profile:
     max_val: int = 0
     # Segmenters (pseudo-labellers, UDA baselines, downstream): a config name from
     # synthlib.segmenters.ARCHITECTURES, or a local folder / hub id of a SegFormer.
-    # mit-b0 on the default profile: at 400 steps the stride-2 mit-b0-s2 scored the same
-    # (26.2 vs 26.1 oracle mIoU, thin classes at 0 in both) at 2.2x the step time
-    # (benchmarks/segmenter_choice.py).
+    # mit-b0 on the default profile: the stride-2 mit-b0-s2 scored no better on minicity
+    # at about twice the step time (benchmarks/segmenter_choice.py measures both).
     seg_model: str = "mit-b0"
     seg_steps: int = 600
     seg_batch: int = 8
@@ -119,10 +119,9 @@ class Profile:
     gen_sources: tuple[str, ...] = ()  # dataset names or stages to generate from; () = the profile's sources
     gen_per_map: int = 1  # images per map, each with its own seed
     gen_max_maps: int = 0  # maps per source (the first of its train split); 0 = all
-    # 05's search on held-out maps ranks guidance 2 / conditioning 1.25 first by MCOC (0.70 vs 0.57 for 1 / 1), but
-    # the downstream segmenter trained on the sets disagrees: 17.7 / 16.2 mIoU (flat / game) at 2 / 1.25 against
-    # 19.9 / 19.5 at 1 / 1, which also samples twice as fast (benchmarks/generation_downstream.py). 20 steps add
-    # nothing over 10 by MCOC.
+    # Guidance 1 / conditioning 1: 05's search on held-out maps can rank stronger guidance first by MCOC while the
+    # segmenter trained on the generated sets disagrees (benchmarks/generation_downstream.py measures both);
+    # guidance 1 also samples twice as fast, with one UNet pass a step.
     gen_guidance: float = 1.0  # classifier-free guidance scale; 1 = conditional only
     gen_conditioning_scale: float = 1.0  # scales the conditioning branch (ControlNet residuals or concatenated map)
     gen_steps: int = 10
@@ -138,10 +137,8 @@ class Profile:
     mcoc_rectify: str = "relabel"  # objects the judge sees as ONE other class: "relabel", "ignore" or "off"
     mcoc_rectify_fraction: float = 0.5  # ... on more than this share of their pixels ("mostly", docs/design.md §5)
     # ... and that class is of the object's Cityscapes category ("category": a train seen as a bus, sidewalk as road),
-    # or any class ("any", docs/design.md §5 as written). With "any", a third (game) to half (flat) of the objects the default
-    # judge (the 20-mIoU pseudo-labeller) relabelled were cars it saw as road: small cars it misses, labels erased.
-    # Filtered + rectified, flat / game: 18.8 / 18.8 mIoU with "any", 20.9 / 19.4 with "category", against 19.9 / 19.5
-    # unfiltered (benchmarks/generation_downstream.py).
+    # or any class ("any", docs/design.md §5 as written). With "any", a weak judge relabels objects it misses (small
+    # cars seen as road), erasing their labels; benchmarks/generation_downstream.py compares the two downstream.
     mcoc_rectify_within: str = "category"
     mcoc_grid_guidance: tuple[float, ...] = (1.0, 2.0)  # settings search: guidance scales
     mcoc_grid_conditioning: tuple[float, ...] = (0.75, 1.0, 1.25)  # ... conditioning scales
@@ -156,9 +153,8 @@ class Profile:
     i2i_ndf: int = 16  # PatchGAN base channels
     i2i_blocks: int = 3  # residual blocks per generator
     i2i_disc_layers: int = 3  # PatchGAN depth; 3 = the 70x70 PatchGAN
-    # Batch 1 as in CycleGAN: at equal compute, 800 steps of 1 beat 200 of 4 (13.1 vs 9.7 mIoU, target->source).
-    # 300 steps (2 cores: 0.15 s/step, 0.24 s guided) keep the default notebook at about 5 minutes; CycleGAN is
-    # undertrained there (2400 steps only matched source only target->source: 18.5 vs 18.7 mIoU).
+    # Batch 1 as in CycleGAN. 300 steps keep the default notebook short on two CPU cores; CycleGAN is
+    # undertrained there, which benchmarks/translation_ceiling.py puts beside a translation without that limit.
     i2i_steps: int = 300
     i2i_decay_steps: int = 150  # the last steps decay the learning rate linearly to 0
     i2i_batch: int = 1
@@ -309,6 +305,7 @@ def load(profile: str | os.PathLike | None = None, overrides: Mapping[str, Any] 
     parameters). Values that are None are ignored, so notebook parameters can
     default to None ("use the profile's value"). Lists are accepted for tuple
     fields. ``roots`` mappings are merged, later layers winning per dataset.
+    Values out of their range (``synthlib.profile_ranges``) raise ``ProfileError``.
     """
     name = str(profile) if profile else os.environ.get(ENV_VAR) or "default"
     layers: list[tuple[str, Mapping[str, Any]]] = []
@@ -332,12 +329,18 @@ def load(profile: str | os.PathLike | None = None, overrides: Mapping[str, Any] 
         for key, value in values.items():
             if value is None:
                 continue
+            prefix = f"{where}: " if where else ""
             if key not in hints or key == "name":
-                prefix = f"{where}: " if where else ""
                 raise ProfileError(f"{prefix}{key!r} is not a profile field; valid fields: {', '.join(field_names())}")
-            value = _coerce(key, value, hints[key])
+            try:
+                value = _coerce(key, value, hints[key])
+            except ProfileError as e:  # say which layer (a user profile file, overrides) the value came from
+                raise ProfileError(f"{prefix}{e}") from None
+            profile_ranges.check_field(key, value, where)  # steps >= 1, thresholds in [0, 1], ...
             changes[key] = {**changes.get(key, {}), **value} if key == "roots" else value
-    return replace(PROFILES[base], **changes)
+    cfg = replace(PROFILES[base], **changes)
+    profile_ranges.check_profile(cfg)  # ranges between fields (an erosion within the image)
+    return cfg
 
 
 def describe(*extra: Profile) -> pd.DataFrame:

@@ -6,6 +6,7 @@ from PIL import Image
 from synthlib import diffusion, generation, profiles, runs
 from synthlib.datasets import DatasetError, Sample, write_cityscapes
 from synthlib.labels import CLASS_NAMES, IGNORE
+from synthlib.runs import StageError
 from tests.test_runs import accelerate_launch
 
 ROAD, SKY, PERSON, CAR, TRAIN = 0, 10, 11, 13, 16
@@ -177,12 +178,13 @@ def test_bad_maps_and_empty_sets_are_clear_errors(tmp_path, model_folder, monkey
     assert square.dataset("generated/toy", "train")[0].label.shape == (4, 8)
     with pytest.raises(DatasetError, match="no completed dataset stage 'data/gta5'"):
         generation.generate_set(square, cfg, "gta5")
-    # a label file edited after the source was written: the error names the file
+    # a label file edited after the source was written: the stage no longer matches its record, and the error names the file
     run_dir = make_run(tmp_path, model_folder, monkeypatch, toy_maps(2), "edited")
     path = next((run_dir.stage_path("data/toy") / "gtFine" / "train").rglob("toy_001_gtFine_labelIds.png"))
     Image.fromarray(np.full((8, 16), 40, np.uint8)).save(path)
-    with pytest.raises(DatasetError, match="toy_001_gtFine_labelIds.png holds label ids \\[40\\]"):
+    with pytest.raises(StageError, match="toy_001_gtFine_labelIds.png changed"):
         generation.generate_set(run_dir, cfg, "toy")
+    assert run_dir.manifest("generated/toy") is None
     with pytest.raises(generation.GenerationError, match="gen_scheduler 'euler' unknown"):
         generation.settings(cfg, scheduler="euler")
 

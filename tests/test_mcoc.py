@@ -1,4 +1,5 @@
 import math
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -164,6 +165,54 @@ def test_rectification_within_a_category_keeps_objects_the_judge_missed():
         mcoc.rectify(label, pred, within="near")
 
 
+def ignore_scene() -> tuple[np.ndarray, np.ndarray]:
+    """10x20 road with ignore pixels where real maps have them: pixel 0, the last column, inside a train."""
+    label = np.full((10, 20), ROAD, np.uint8)
+    label[2:7, 2:12] = TRAIN
+    label[8:10, 15:20] = CAR
+    label[0, 0] = IGNORE  # the first pixel of the block
+    label[:, 19] = IGNORE  # ... and the last: the car keeps 8 pixels
+    label[4, 6] = IGNORE  # a hole in the train: 49 pixels
+    pred = np.full_like(label, ROAD)  # the car is seen as road
+    pred[2:7, 2:12] = BUS  # the train as a bus
+    pred[label == IGNORE] = BUS  # what the judge says on ignore pixels never counts
+    return label, pred
+
+
+def test_ignore_pixels_are_never_objects_nor_rectified():
+    label, pred = ignore_scene()
+    ignore = label == IGNORE
+    found = mcoc.objects(label)
+    assert found.cls[0] == 0 and (found.ids[0][ignore] == 0).all()
+    assert sorted(zip(found.cls[1:].tolist(), found.pixels[1:].tolist(), strict=True)) == [(ROAD, 131), (CAR, 8), (TRAIN, 49)]
+    judged = np.zeros(NUM_CLASSES, bool)
+    judged[[CAR, TRAIN]] = True
+    assert sorted(mcoc.objects(label, classes=judged).cls[1:].tolist()) == [CAR, TRAIN]
+    assert mcoc.score(label, pred).image[0] == pytest.approx(1 / 3)  # road right, car and train wrong
+    expected = label.copy()
+    expected[label == TRAIN] = BUS
+    # rectify finds its own objects (the path that read the ignore id as a class), and with objects given
+    for found_ in (None, found):
+        fixed, changed = mcoc.rectify(label, pred, fraction=0.5, within="category", found=found_)
+        assert np.array_equal(fixed, expected)
+        assert changed[["class", "to", "pixels"]].values.tolist() == [["train", "bus", 49]]
+    fixed, changed = mcoc.rectify(label, pred, fraction=0.5)  # any class: the car seen as road becomes road
+    assert sorted(changed[["class", "to"]].values.tolist()) == [["car", "road"], ["train", "bus"]]
+    assert (fixed[ignore] == IGNORE).all() and (fixed[label == CAR] == ROAD).all() and (fixed[label == TRAIN] == BUS).all()
+    fixed, changed = mcoc.rectify(label, pred, fraction=0.5, mode="ignore")
+    assert np.array_equal(fixed == IGNORE, ignore | (label == CAR) | (label == TRAIN))
+    instances = np.zeros(label.shape, np.int32)
+    instances[2:7, 2:12] = 7  # an instance over the train, its ignore pixel included: still 49 pixels
+    fixed, changed = mcoc.rectify(label, pred, instances, fraction=0.5, within="category")
+    assert np.array_equal(fixed, expected) and changed["pixels"].tolist() == [49]
+    # a stack across blocks: an all-ignore map first, then the scene; image indices are the stack's
+    stack = np.stack([np.full_like(label, IGNORE), label] * 40)
+    fixed, changed = mcoc.rectify(stack, np.stack([pred] * 80), fraction=0.5, within="category")
+    assert (fixed[0::2] == IGNORE).all() and all(np.array_equal(f, expected) for f in fixed[1::2])
+    assert changed["image"].tolist() == list(range(1, 80, 2))
+    assert changed["object"].tolist() == np.flatnonzero(mcoc.objects(stack).cls == TRAIN).tolist()  # objects' numbering
+
+
 def test_only_classes_the_judge_sees_on_target_images_make_objects(tmp_path, monkeypatch):
     label, pred = scene()
     judged = np.zeros(NUM_CLASSES, bool)
@@ -189,7 +238,8 @@ def test_only_classes_the_judge_sees_on_target_images_make_objects(tmp_path, mon
         return out
 
     monkeypatch.setattr(mcoc, "_predict", stand_in)
-    seen = lambda share: np.flatnonzero(mcoc.judged_classes(run_dir, profiles.load("smoke", mcoc_judged_share=share), None)).tolist()  # noqa: E731
+    # replace, not profiles.load: the share is checked here even where the profile's own range check would refuse it
+    seen = lambda share: np.flatnonzero(mcoc.judged_classes(run_dir, replace(profiles.load("smoke"), mcoc_judged_share=share), None)).tolist()  # noqa: E731
     assert seen(0.001) == [ROAD, CAR]
     assert seen(0.0001) == [ROAD, PERSON, CAR]
     assert seen(0.0) == list(range(NUM_CLASSES))  # 0: every class, MCOC as docs/design.md §5 defines it
@@ -274,6 +324,27 @@ def test_filter_stage_drops_rectifies_and_reports(tmp_path, monkeypatch):
     with pytest.raises(mcoc.MCOCError, match="mcoc_rectify_within 'class' unknown; valid: any, category"):
         mcoc.filter_set(run_dir, cfg, "generated/toy", within="class")
     assert mcoc.summary(run_dir, ["generated/toy"]).loc["generated/toy", "kept"] == 2
+
+
+def test_filter_stage_keeps_ignore_pixels_of_the_maps(tmp_path, monkeypatch):
+    from synthlib import segmenters
+
+    run_dir = runs.open("t", tmp_path)
+    label, pred = ignore_scene()
+    samples = [Sample(np.zeros((10, 20, 3), np.uint8), label, None, None, f"m{i}", {}) for i in range(2)]
+    run_dir.stage("generated/toy", {}, lambda ctx: write_cityscapes(samples, ctx.out, generation.SPLIT, progress=False))
+    judge = tmp_path / "judge"
+    segmenters.save(segmenters.build("mit-tiny-s2"), judge)
+    monkeypatch.setattr(mcoc, "_predict", lambda model, images, window: np.stack([pred] * len(images)))
+    cfg = profiles.load("smoke", mcoc_judge=str(judge), mcoc_min_pixels=4, mcoc_judged_share=0.0)
+    mcoc.filter_set(run_dir, cfg, "generated/toy", threshold=0.0, within="any")
+    kept = run_dir.dataset("generated/toy-filtered", "train")
+    assert kept.ids == ["m0", "m1"]
+    for i in range(2):
+        written = kept[i].label
+        assert (written[label == IGNORE] == IGNORE).all() and (written[label == TRAIN] == BUS).all() and (written[label == CAR] == ROAD).all()
+    changes = mcoc.changed_objects(run_dir, "generated/toy")
+    assert sorted(changes[["id", "class", "to"]].values.tolist()) == [["m0", "car", "road"], ["m0", "train", "bus"], ["m1", "car", "road"], ["m1", "train", "bus"]]
 
 
 def test_the_judge_runs_in_the_profiles_window_everywhere(tmp_path, monkeypatch):

@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,7 +37,8 @@ def test_train_all_orders_rows_and_evaluates_every_model(stripes_run, tmp_path):
     report.write_figure(fig, run_dir, "grid")
     out = tmp_path / "results"
     assert cli.main(["results", "--run", run_dir.name, "--runs-dir", str(run_dir.path.parent), "--to", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "per_class.csv", "per_class.md"]
+    assert sorted(p.name for p in out.iterdir()) == ["grid.png", "per_class.csv", "per_class.md", "provenance.json"]
+    assert set(json.loads((out / "provenance.json").read_text())["files"]) == {"grid.png", "per_class.csv", "per_class.md"}
 
 
 WINDOW = (32, 32)  # Stripes are 32x64: three windows an image

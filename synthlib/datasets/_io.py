@@ -8,7 +8,9 @@ Every read error, size mismatch or unknown label value becomes a
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import os
 import struct
 import warnings
 import zlib
@@ -41,6 +43,9 @@ INSTANCE_OFFSET = 1000
 
 DEPTH_SCALE = 256.0
 """Depth PNGs hold uint16 metres * 256; 0 marks pixels without depth."""
+
+IGNORE_LABEL_ID = 255
+"""A labelIds value read as ignore although the Cityscapes table lacks it (unlabelled, as trainIds' 255)."""
 
 
 @dataclass(frozen=True)
@@ -151,7 +156,12 @@ def read_depth(path: Path) -> np.ndarray:
 
 
 def label_ids_to_train(label_ids: np.ndarray, path: Path) -> np.ndarray:
-    """Cityscapes labelIds -> trainIds; unknown ids raise DatasetError naming the file and the ids."""
+    """Cityscapes labelIds -> trainIds; unknown ids raise DatasetError naming the file and the ids.
+
+    Valid: the table's ids 0-33, and 255, which some converters write for unlabelled
+    pixels (trainIds' ignore value): it is read as ignore, like labelId 0.
+    """
+    label_ids = np.where(label_ids == IGNORE_LABEL_ID, 0, label_ids)
     try:
         return labels.label_to_train(label_ids, str(path))
     except labels.LabelError as e:
@@ -197,15 +207,48 @@ def require_dir(path: Path, what: str) -> Path:
     if path.is_dir():
         return path
     parent = path.parent
-    found = sorted(p.name for p in parent.iterdir() if p.is_dir()) if parent.is_dir() else None
+    found = [e.name for e in list_dir(parent) if e.is_dir()] if parent.is_dir() else None
     hint = f" {parent} holds {found}." if found is not None else f" {parent} does not exist either."
     raise DatasetError(f"{what}: {path} is not a directory.{hint}")
 
 
+def list_dir(folder: Path, missing_ok: bool = False) -> list[os.DirEntry]:
+    """The entries of ``folder`` sorted by name, hidden ones (``.DS_Store``, macOS ``._*`` copies) left out.
+
+    Unlike ``Path.glob``, which silently finds nothing in a folder it cannot read,
+    a folder that cannot be listed raises DatasetError naming it; a missing one
+    gives [] when ``missing_ok`` (an optional folder such as depth/).
+    """
+    try:
+        with os.scandir(folder) as entries:
+            return sorted((e for e in entries if not e.name.startswith(".")), key=lambda e: e.name)
+    except FileNotFoundError:
+        if missing_ok:
+            return []
+        raise DatasetError(f"folder {folder} does not exist.") from None
+    except OSError as e:
+        raise DatasetError(
+            f"folder {folder} cannot be read ({e.strerror or e}); give this user permission to list it "
+            f"(chmod u+rx {folder}) or point the dataset root elsewhere."
+        ) from e
+
+
+def _glob(directory: Path, parts: list[str]) -> list[Path]:
+    """Files under ``directory`` matching the glob ``parts`` (one per folder level), sorted; see ``list_dir``."""
+    entries = list_dir(directory, missing_ok=True)
+    if len(parts) == 1:
+        return [Path(e.path) for e in entries if fnmatch.fnmatchcase(e.name, parts[0]) and e.is_file()]
+    folders = [Path(e.path) for e in entries if fnmatch.fnmatchcase(e.name, parts[0]) and e.is_dir()]
+    return [path for folder in folders for path in _glob(folder, parts[1:])]
+
+
 def index_files(directory: Path, pattern: str, suffix: str) -> dict[str, Path]:
-    """Files under ``directory`` matching ``pattern``, keyed by name without ``suffix``."""
+    """Files under ``directory`` matching ``pattern`` (e.g. ``*/*.png``), keyed by name without ``suffix``.
+
+    A missing ``directory`` has no files; one that cannot be read raises DatasetError (``list_dir``).
+    """
     found: dict[str, Path] = {}
-    for path in sorted(directory.glob(pattern)):
+    for path in _glob(directory, pattern.split("/")):
         key = path.name[: -len(suffix)] if suffix else path.stem
         if key in found:
             raise DatasetError(f"{path} and {found[key]} both have the sample id {key!r}; ids must be unique.")

@@ -17,6 +17,7 @@ from synthlib.datasets._io import (
     FileDataset,
     check_train_ids,
     index_files,
+    list_dir,
     pair_files,
     read_ids,
     require_root,
@@ -39,8 +40,9 @@ class FolderDataset(FileDataset):
                 f"folder split {split!r}: neither {root / split / 'images'} nor {image_dir} is a directory."
             )
         images: dict[str, Path] = {}
-        for path in sorted(image_dir.iterdir()):
-            if path.suffix.lower() in IMAGE_SUFFIXES:
+        for entry in list_dir(image_dir):  # other files (notes, thumbnails) are not samples
+            path = Path(entry.path)
+            if path.suffix.lower() in IMAGE_SUFFIXES and entry.is_file():
                 if path.stem in images:
                     raise DatasetError(
                         f"{path} and {images[path.stem]} both have the sample id {path.stem!r}; ids must be unique."

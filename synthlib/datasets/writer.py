@@ -17,12 +17,16 @@ their labelId. They are 16-bit PNGs (as in Cityscapes; Pillow cannot write
 an instance spanning two classes becomes one instance per class. Depth is
 uint16 metres * 256 (1/256 m steps, at most 255.99 m); 0, negative and
 non-finite depths are written as 0 = invalid. Existing files are never
-overwritten: write to a fresh root or delete the old split first.
+overwritten: write to a fresh root or delete the old split first. Each file
+is written under a hidden temporary name and renamed when complete; a failed
+write (a full disk) raises ``synthlib.integrity.WriteError`` naming the file.
 """
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,6 +38,7 @@ from synthlib import labels
 from synthlib.datasets._io import DEPTH_SCALE, INSTANCE_OFFSET, check_train_ids, read_meta
 from synthlib.datasets.base import DatasetError, Sample
 from synthlib.datasets.cityscapes import DEPTH_SUFFIX, IMAGE_SUFFIX, INSTANCE_SUFFIX, LABEL_SUFFIX, TRAIN_ID_SUFFIX
+from synthlib.integrity import write_error
 
 
 class SampleSequence(Protocol):
@@ -81,14 +86,28 @@ def write_cityscapes(
             if path.exists():
                 raise DatasetError(f"{path} already exists; write to a fresh root or delete the old split first.")
         for suffix, path in paths.items():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(files[suffix]).save(path, compress_level=1)
+            _write(path, lambda p, a=files[suffix]: Image.fromarray(a).save(p, format="PNG", compress_level=1))
         if meta is not None:
             metas[sample.id] = json.loads(meta)
     if metas:
-        meta_path.parent.mkdir(parents=True, exist_ok=True)
-        meta_path.write_text(json.dumps(metas, indent=1, sort_keys=True))
+        _write(meta_path, lambda p: p.write_text(json.dumps(metas, indent=1, sort_keys=True)))
     return root
+
+
+def _write(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(tmp)`` then rename ``tmp`` to ``path``: a file is complete or absent, never half-written.
+
+    A failed write (a full disk) removes the partial file and raises
+    ``synthlib.integrity.WriteError`` naming the file and what to free.
+    """
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write(tmp)
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise write_error(path, e, "dataset file") from e
 
 
 def _encode(sample: Sample, index: int) -> dict[str, np.ndarray]:

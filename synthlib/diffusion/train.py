@@ -159,6 +159,9 @@ def train(
     scores recorded in the history under ``eval``. Returns the history.
     The model records how to sample it: ``inference_dtype``, and with
     ``text_dropout`` an empty ``uncond_prompt`` (guidance's unconditional pass).
+    A non-finite loss or weights raise ``checkpoints.DivergenceError`` naming the
+    step (and the stage, from ``checkpoints``' place in the run), with the last
+    good checkpoint kept.
     """
     _check(model, settings)
     accelerator = Accelerator(
@@ -188,6 +191,7 @@ def train(
 
     history: dict[str, list] = {}
     start = checkpoints_io.resume(accelerator, checkpoints, history, what="diffusion training")
+    guard = checkpoints_io.Guard(desc, checkpoints, settings.steps, accelerator)  # NaN stops here
     batches = iter(accelerator.skip_first_batches(loader, start * settings.grad_accum) if start else loader)
 
     bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=desc, disable=not (progress and accelerator.is_main_process))
@@ -209,16 +213,18 @@ def train(
         if ema is not None:
             ema.step(params)
         history.setdefault("loss", []).append(float(loss.detach()))
+        guard.check(step, {"loss": history["loss"][-1]}, lambda: params)
         history.setdefault("step_seconds", []).append(time.perf_counter() - t0)
         bar.set_postfix(loss=f"{np.mean(history['loss'][-20:]):.4f}")
         done = step + 1
         if evaluate is not None and settings.eval_every and done % settings.eval_every == 0 and done < settings.steps:
             _evaluate(accelerator, model, evaluate, ema, params, done, history)
         if checkpoints is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.steps:
-            checkpoints_io.save(accelerator, checkpoints, done, history)
+            guard.save(accelerator, done, history, params)
     accelerator.wait_for_everyone()
     if ema is not None:
         ema.copy_to(params)
+    guard.finish(settings.steps, params)  # the last update may have made them NaN: never hand those on
     _finish(model, trained_name, accelerator.unwrap_model(wrapped), settings)
     restore(frozen, originals)
     return history

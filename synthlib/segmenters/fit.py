@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from synthlib.datasets import Dataset, Sample
 from synthlib.fingerprints import weights_fingerprint
+from synthlib.integrity import check_folder
 from synthlib.labels import IGNORE
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir, processes
@@ -145,8 +146,14 @@ def _fit_stage(run_dir: RunDir, cfg: Profile, train_set: str, method: str, targe
 
 
 def load_model(run_dir: RunDir, stage: str):
-    """The segmenter saved by a ``fit`` stage, on this process's accelerator (if there is one)."""
-    return to_accelerator(load(run_dir.stage_path(stage) / "model"))
+    """The segmenter saved by a ``fit`` stage, on this process's accelerator (if there is one).
+
+    A truncated or overwritten weight file raises ``synthlib.integrity.CorruptFileError``
+    naming it and saying to delete the stage (a finished stage is never rewritten in place).
+    """
+    folder = run_dir.stage_path(stage) / "model"
+    check_folder(folder, f"delete the stage (rm -r {run_dir.stage_path(stage)}) so that the next run trains it again")
+    return to_accelerator(load(folder))
 
 
 def evaluate(run_dir: RunDir, cfg: Profile, stage: str, eval_sets: list[str]) -> pd.DataFrame:

@@ -82,7 +82,9 @@ def train(
 
     With ``checkpoints`` the state is saved every ``checkpoint_every`` steps and
     a later call with the same folder resumes from the newest one. Returns the
-    loss history (one value per step and term).
+    loss history (one value per step and term). A non-finite loss or weights raise
+    ``checkpoints.DivergenceError`` naming the step (and the stage, from
+    ``checkpoints``' place in the run), with the last good checkpoint kept.
     """
     if settings.needs_target and target is None:
         raise ValueError("the UDA switches (advent, road_dst, road_spt, self_training) need a target dataset")
@@ -120,6 +122,7 @@ def train(
 
     history: dict[str, list[float]] = {}
     start = checkpoints_io.resume(accelerator, checkpoints, history, what="segmenter training")
+    guard = checkpoints_io.Guard("segmenter training", checkpoints, settings.steps, accelerator)  # NaN stops here
     src_iter = iter(accelerator.skip_first_batches(src_loader, start * settings.grad_accum) if start else src_loader)
     tgt_iter = None
     if tgt_loader is not None:
@@ -142,11 +145,13 @@ def train(
             parts.teacher.update(accelerator.unwrap_model(model), step)
         for key, value in losses.items():
             history.setdefault(key, []).append(float(value.detach()) if torch.is_tensor(value) else float(value))
+        guard.check(step, {key: history[key][-1] for key in losses}, model.parameters)
         history.setdefault("step_seconds", []).append(time.perf_counter() - t0)
         bar.set_postfix(loss=f"{history['source'][-1]:.3f}")
         if checkpoints is not None and settings.checkpoint_every and (step + 1) % settings.checkpoint_every == 0 and step + 1 < settings.steps:
-            checkpoints_io.save(accelerator, checkpoints, step + 1, history)
+            guard.save(accelerator, step + 1, history, model.parameters())
     accelerator.wait_for_everyone()
+    guard.finish(settings.steps, model.parameters())  # the last update may have made them NaN: never hand those on
     model.eval()
     return history
 

@@ -359,7 +359,9 @@ def train(
     With ``checkpoints`` the state (networks, optimisers, schedules, image
     buffers) is saved every ``checkpoint_every`` steps and a later call with the
     same folder resumes from the newest one. Returns the history: one value per
-    step of each loss term (unweighted) and ``step_seconds``.
+    step of each loss term (unweighted) and ``step_seconds``. A non-finite loss or
+    weights raise ``checkpoints.DivergenceError`` naming the step (and the stage),
+    with the last good checkpoint kept.
     """
     for name, data in (("source", source), ("target", target)) + ((("labelled target", guidance.labelled),) if guidance else ()):
         if len(data) == 0:
@@ -393,6 +395,8 @@ def train(
 
     history: dict[str, list[float]] = {}
     start = checkpoints_io.resume(accelerator, checkpoints, history, what="CycleGAN training")
+    guard = checkpoints_io.Guard("CycleGAN training", checkpoints, settings.steps, accelerator)  # NaN stops here
+    weights = lambda: [p for net in nets.networks() for p in net.parameters()]  # noqa: E731
     iterators = [iter(accelerator.skip_first_batches(loader, start) if start else loader) for loader in loaders]
 
     for net in nets.networks():
@@ -423,12 +427,14 @@ def train(
 
         for key, value in {**losses, **d_losses}.items():
             history.setdefault(key, []).append(float(value.detach()))
+        guard.check(step, {key: history[key][-1] for key in {**losses, **d_losses}}, weights)
         history.setdefault("step_seconds", []).append(time.perf_counter() - t0)
         bar.set_postfix(cycle=f"{history['cycle_source'][-1]:.3f}/{history['cycle_target'][-1]:.3f}")
         done = step + 1
         if checkpoints is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.steps:
-            checkpoints_io.save(accelerator, checkpoints, done, history)
+            guard.save(accelerator, done, history, weights())
     accelerator.wait_for_everyone()
+    guard.finish(settings.steps, weights())  # the last update may have made them NaN: never hand those on
     unwrapped = [accelerator.unwrap_model(net).eval() for net in nets.networks()]
     model.g_st, model.g_ts, model.d_s, model.d_t = unwrapped
     return history
