@@ -248,14 +248,18 @@ def _absolute(module: str | None, level: int, package: str | None) -> str | None
 
 @functools.cache
 def git_revision() -> dict[str, Any]:
-    """The git revision of the synthlib source tree and whether it has uncommitted changes."""
+    """The git revision of the synthlib source tree and whether it has uncommitted changes.
+
+    Only changes that can alter results count as dirty: the package's own files and the
+    notebooks beside it, not the README or tests.
+    """
     here = Path(__file__).resolve().parent
     try:
         rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=10)
         if rev.returncode != 0:
             return {"revision": None, "dirty": None}
         status = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=10
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", "../notebooks"], cwd=here, capture_output=True, text=True, timeout=10
         )
         return {"revision": rev.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.SubprocessError):
