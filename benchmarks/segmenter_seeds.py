@@ -45,13 +45,15 @@ def main() -> None:
         jobs[f"{fit.LABELS.get(method, method)} ({cfg.uda_source})"] = (f"data/{cfg.uda_source}", method, target)
     sets = segmentation.eval_sets(cfg)  # 06's, so the run's cached evaluations are found; the table reads target val
     needed = {train_set for train_set, _, _ in jobs.values()} | {s.split(":")[0] for s in sets}
-    columns = {f"seed {cfg.seed}": _miou(source, cfg, jobs, sets)}  # the run's own models (trained here if missing)
-    for seed in seeds:
+    columns = {}
+    for seed in seeds:  # first: they need only the training sets, so they can run beside the run's own 06
         seed_cfg = profiles.load(cfg.name, seed=seed)
         run_dir = runs.open(f"{args.run}-seed{seed}", source.path.parent)
-        run_dir.link_from(source, sorted(needed), hint=": run notebooks 00-06 on it first")
+        run_dir.link_from(source, sorted(needed), hint=": run notebooks 00-05 on it first")
         columns[f"seed {seed}"] = _miou(run_dir, seed_cfg, jobs, sets)
+    columns[f"seed {cfg.seed}"] = _miou(source, cfg, jobs, sets)  # the run's own models (trained here if missing)
     table = pd.DataFrame(columns).rename_axis("training data / method")
+    table = table[[f"seed {cfg.seed}", *(f"seed {seed}" for seed in seeds)]]
     table = table.assign(mean=table.mean(axis=1), std=table.std(axis=1))
     print(f"mIoU (%) on {cfg.target} val")
     print(table.round(2).to_string())

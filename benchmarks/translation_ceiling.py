@@ -37,6 +37,8 @@ def main() -> None:
     run_dir = runs.open(args.run)
     data.prepare(run_dir, cfg, names=names)
     sets = segmentation.eval_sets(cfg)  # 06's evaluation sets, so 06's cached evaluations are reused
+    for ceiling in names:  # first: the rest are 06's models, which a running 06 may be training now
+        fit.fit(run_dir, cfg, f"data/{ceiling}")
     rows = {}
     for ceiling in names:
         source = ceiling.split(data.AS)[0]

@@ -1,0 +1,162 @@
+"""A run survives Ctrl-C and kill -9 anywhere, resumes, and ends byte-identical to an uninterrupted one.
+
+The smoke tests here compare against the session's own runs: ``test_cli`` reproduces
+the smoke profile in the session's runs folder, and nbval runs the notebooks again
+from an empty folder (see conftest.py); both are uninterrupted runs of the same code.
+"""
+
+import hashlib
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from conftest import NBVAL_RUNS, SESSION_RUNS
+from synthlib import cli, runs
+
+RUN = "smoke"  # the run name is in every table's provenance line: compared runs share it
+
+
+def _outputs(run_path: Path) -> dict[str, str]:
+    """sha256 of every file of every completed stage (manifests aside: they hold times) and of every table and figure."""
+    stages = [m.parent for m in run_path.rglob(runs.MANIFEST) if not m.relative_to(run_path).parts[0].startswith(".")]
+    files = [f for stage in stages for f in stage.rglob("*") if f.is_file() and f.name != runs.MANIFEST]
+    files += [f for f in (run_path / "tables").glob("*") if f.is_file()]
+    return {f.relative_to(run_path).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+
+
+def _differences(a: dict[str, str], b: dict[str, str]) -> list[str]:
+    out = [f"only in the first: {k}" for k in sorted(set(a) - set(b))]
+    out += [f"only in the second: {k}" for k in sorted(set(b) - set(a))]
+    return out + [f"differs: {k}" for k in sorted(set(a) & set(b)) if a[k] != b[k]]
+
+
+def _reference(monkeypatch, tmp_path) -> Path:
+    """The session's uninterrupted smoke run (test_cli made it; made here, or found current, otherwise)."""
+    monkeypatch.setenv("SYNTHLIB_PROFILE", "smoke")
+    monkeypatch.setenv(runs.RUNS_ENV_VAR, str(SESSION_RUNS))
+    argv = ["reproduce", "--profile", "smoke", "--run", RUN, "--runs-dir", str(SESSION_RUNS), "--results", str(tmp_path / "r")]
+    assert cli.main(argv) == 0
+    return SESSION_RUNS / RUN
+
+
+def _start(runs_dir: Path, log: Path) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "synthlib", "reproduce", "--profile", "smoke", "--run", RUN,
+           "--runs-dir", str(runs_dir), "--results", str(runs_dir / "results")]  # fmt: skip
+    env = dict(os.environ, SYNTHLIB_PROFILE="smoke", **{runs.RUNS_ENV_VAR: str(runs_dir)})
+    # its own process group: kill -9 takes reproduce, papermill and the kernel at once, as a crash would
+    return subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+
+def _wait_for(proc: subprocess.Popen, log: Path, text: str, timeout: float = 1200) -> bool:
+    """Wait until ``text`` is in the log; False when the run ended first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text in log.read_text():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.1)
+    raise TimeoutError(f"{text!r} did not appear in {log} within {timeout} s")
+
+
+@pytest.mark.after_notebooks
+def test_kill_9_at_ten_random_points_then_resume_gives_the_uninterrupted_run(tmp_path, monkeypatch):
+    reference = _outputs(_reference(monkeypatch, tmp_path))
+    notebooks = [nb.name for nb in cli.select_notebooks(cli.default_notebooks_dir(), None)]
+    rng = random.Random(16)
+    # ten points: a notebook (in order, so the run moves on) and a moment after it starts
+    points = sorted((rng.randrange(len(notebooks)), round(rng.uniform(0.5, 8.0), 1)) for _ in range(10))
+    runs_dir, log = tmp_path / "killed", tmp_path / "log.txt"
+    landed = []
+    for index, delay in points:
+        proc = _start(runs_dir, log)
+        try:
+            if _wait_for(proc, log, f"] {notebooks[index]} ("):
+                time.sleep(delay)
+        finally:  # a failed wait must not leave the run going
+            alive = proc.poll() is None
+            os.killpg(proc.pid, signal.SIGKILL) if alive else None
+            proc.wait()
+        started = [line for line in log.read_text().splitlines() if line.startswith("[")]
+        landed.append(f"{notebooks[index]} +{delay} s: " + (f"killed during {started[-1].split()[1]}" if alive else "run had ended"))
+    print("\n".join(landed))
+    proc = _start(runs_dir, log)
+    try:
+        assert proc.wait(timeout=1800) == 0, log.read_text()[-3000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+    assert sum("killed during" in line for line in landed) >= 8, landed
+    run_path = runs_dir / RUN
+    for leftovers in (".tmp", ".trash", ".work"):
+        assert not any((run_path / leftovers).glob("*/*")) if (run_path / leftovers).exists() else True, leftovers
+    assert _differences(_outputs(run_path), reference) == []
+
+
+@pytest.mark.after_notebooks
+def test_two_uninterrupted_smoke_runs_are_byte_identical(tmp_path, monkeypatch):
+    first = _outputs(_reference(monkeypatch, tmp_path))
+    second = NBVAL_RUNS / RUN
+    if not (second / "tables").is_dir():  # this file run alone: no nbval run to compare with, so make one
+        proc = _start(tmp_path / "second", tmp_path / "log.txt")
+        try:
+            assert proc.wait(timeout=1800) == 0
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+        second = tmp_path / "second" / RUN
+    outputs = _outputs(second)
+    assert len(outputs) > 100 and any(k.startswith("tables/paper_miou") for k in outputs)
+    assert _differences(outputs, first) == []
+
+
+def _notebook(path, *sources):
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbformat.v4.new_code_cell("profile = None\nrun = None")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, *(nbformat.v4.new_code_cell(s) for s in sources)]
+    nbformat.write(nb, path)
+
+
+STAGE = "from synthlib import runs\nr = runs.open(run, {root!r})\nr.stage({name!r}, {{}}, lambda ctx: {body})"
+
+
+def test_ctrl_c_stops_reproduce_and_the_same_command_resumes(tmp_path):
+    nbs, marker = tmp_path / "nbs", tmp_path / "building"
+    nbs.mkdir()
+    _notebook(nbs / "00_a.ipynb", STAGE.format(root=str(tmp_path), name="a", body="(ctx.out / 'a.txt').write_text('a')"))
+    slow = f"(open({str(marker)!r}, 'w').write(str(__import__('os').getpid())), __import__('time').sleep(120))"
+    _notebook(nbs / "01_slow.ipynb", STAGE.format(root=str(tmp_path), name="b", body=slow))
+    cmd = [sys.executable, "-m", "synthlib", "reproduce", "--profile", "smoke", "--run", "c",
+           "--notebooks", str(nbs), "--runs-dir", str(tmp_path)]  # fmt: skip
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not marker.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    time.sleep(0.5)
+    kernel = int(marker.read_text())
+    proc.send_signal(signal.SIGINT)  # to reproduce alone, not its children: it must stop them itself
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130
+    assert "synthlib: interrupted; the stages finished so far are kept in" in err and "Give the same command again" in err
+    for _ in range(100):  # the kernel that was building stage b goes too
+        try:
+            os.kill(kernel, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail(f"the kernel (pid {kernel}) still runs after reproduce was interrupted")
+    run = runs.open("c", tmp_path)  # opening cleans what the killed build left
+    assert run.stages() == ["a"] and not any((run.path / ".tmp").iterdir())
+    _notebook(nbs / "01_slow.ipynb", STAGE.format(root=str(tmp_path), name="b", body="(ctx.out / 'b.txt').write_text('b')"))
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0
+    assert "a: up to date, skipped" in (run.path / "notebooks" / "00_a.ipynb").read_text()  # the kernel printed it there
+    assert run.stages() == ["a", "b"]
