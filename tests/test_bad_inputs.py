@@ -32,7 +32,7 @@ from synthlib.profiles import ProfileError
 from synthlib.segmenters import TrainSettings, fit
 from synthlib.translation import cyclegan
 from synthlib.translation.cyclegan import CycleGAN, CycleGANSettings
-from tests.test_datasets import LAYOUTS, STEMS, H, W, make_tree, rgb, save, save_synthia
+from tests.test_datasets import STEMS, H, W, make_tree, rgb, save, save_synthia
 from tests.test_diffusion import Halves
 from tests.test_segmenters import Stripes
 from tests.test_translation import TINY as TINY_CYCLEGAN
@@ -105,18 +105,7 @@ def test_05_image_and_label_of_different_sizes(tmp_path):
         first("folder", tmp_path)
 
 
-@pytest.mark.parametrize(
-    ("kind", "bad", "valid"),
-    [("cityscapes", 250, "0-33"), ("gta5", 250, "0-33"), ("folder", 40, "0-18 and 255"), ("synthia", 23, "0-22")],
-)
-def test_06_label_ids_outside_the_label_table_name_the_file_and_ids(tmp_path, kind, bad, valid):
-    _, write_label, raw, _, _ = LAYOUTS[kind]
-    (_, label), _ = make_tree(kind, tmp_path)
-    values = np.full((H, W), raw, np.uint8)
-    values[0, :2] = bad
-    write_label(label, values)
-    with pytest.raises(DatasetError, match=rf"{rx(label)} holds .*\[{bad}\].*{valid}"):
-        first(kind, tmp_path)
+# 06: label ids outside the label table name the file and the ids: tests/test_datasets.py::test_unknown_label_ids_name_the_file_and_ids
 
 
 def test_06b_labelids_255_is_ignore_not_an_error(tmp_path):
