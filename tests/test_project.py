@@ -56,3 +56,16 @@ def test_notebooks_are_thin_and_committed_without_outputs(notebook):
         for line in "".join(c["source"]).splitlines():
             assert not line.lstrip().startswith(("def ", "class ")), f"{notebook.name} defines {line.strip()}"
     assert notebook.name in (ROOT / "README.md").read_text()
+
+
+def test_the_design_the_code_cites_is_in_the_project():
+    design = (ROOT / "docs" / "design.md").read_text()
+    sections = set(re.findall(r"^## (§\d+)", design, re.M))
+    cited = set()
+    for path in [ROOT / "README.md", *(ROOT / "synthlib").rglob("*.py"), *(ROOT / "notebooks").glob("*.ipynb"), *(ROOT / "benchmarks").glob("*.py")]:
+        text = path.read_text()
+        assert not re.search(r"\bDESIGN\b", text), f"{path.name} cites a DESIGN file that is not in the project"
+        cited |= set(re.findall(r"docs/design\.md (§\d+)", text))
+    assert cited and cited <= sections, f"cited sections missing from docs/design.md: {sorted(cited - sections)}"
+    for term in ("MCOC", "Rectification", "Erosion", "ADVENT", "ROAD-Net", "Self-training", "minicity"):
+        assert f"**{term}" in design or f"## §4 {term}" in design, f"docs/design.md does not define {term}"
