@@ -1,11 +1,13 @@
 """A run survives Ctrl-C and kill -9 anywhere, resumes, and ends byte-identical to an uninterrupted one.
 
-The smoke tests here compare against the session's own runs: ``test_cli`` reproduces
-the smoke profile in the session's runs folder, and nbval runs the notebooks again
-from an empty folder (see conftest.py); both are uninterrupted runs of the same code.
+The reference is nbval's run of the notebooks, which conftest.py starts in an empty
+folder of its own (a run made here when this file runs alone); a second uninterrupted
+run must match it too.
 """
 
 import hashlib
+import io
+import json
 import os
 import random
 import signal
@@ -15,38 +17,80 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
+import pandas as pd
 import pytest
+from PIL import Image
 
-from conftest import NBVAL_RUNS, SESSION_RUNS
+from conftest import NBVAL_RUNS
 from synthlib import cli, runs
 
 RUN = "smoke"  # the run name is in every table's provenance line: compared runs share it
 
 
 def _outputs(run_path: Path) -> dict[str, str]:
-    """sha256 of every file of every completed stage (manifests aside: they hold times) and of every table and figure."""
+    """A digest of every file of every completed stage (manifests aside: they hold times) and of every table and figure.
+
+    What legitimately differs between two runs of the same code is left out: timings
+    (keys and columns named for seconds), the run directory's own path, the provenance
+    line's git revisions (a run resumed after a commit is made at two), and PNG metadata
+    (figures are compared by their pixels). Weights, datasets and every measured number
+    stay byte for byte.
+    """
     stages = [m.parent for m in run_path.rglob(runs.MANIFEST) if not m.relative_to(run_path).parts[0].startswith(".")]
     files = [f for stage in stages for f in stage.rglob("*") if f.is_file() and f.name != runs.MANIFEST]
     files += [f for f in (run_path / "tables").glob("*") if f.is_file()]
-    return {f.relative_to(run_path).as_posix(): hashlib.sha256(f.read_bytes()).hexdigest() for f in files}
+    return {f.relative_to(run_path).as_posix(): hashlib.sha256(_normalised(f, run_path)).hexdigest() for f in files}
 
 
-def _differences(a: dict[str, str], b: dict[str, str]) -> list[str]:
-    out = [f"only in the first: {k}" for k in sorted(set(a) - set(b))]
-    out += [f"only in the second: {k}" for k in sorted(set(b) - set(a))]
-    return out + [f"differs: {k}" for k in sorted(set(a) & set(b)) if a[k] != b[k]]
+def _normalised(file: Path, run_path: Path) -> bytes:
+    if file.suffix == ".png":
+        return np.asarray(Image.open(file)).tobytes()
+    if file.suffix not in (".json", ".csv", ".md", ".txt"):
+        return file.read_bytes()
+    text = file.read_text().replace(str(run_path.resolve()), "<run>").replace(str(run_path), "<run>")
+    if file.suffix == ".json":
+        return json.dumps(_untimed(json.loads(text)), sort_keys=True).encode()
+    if file.suffix == ".csv":
+        table = pd.read_csv(io.StringIO(text))
+        return table.drop(columns=[c for c in table.columns if "second" in c or "/step" in c]).to_csv(index=False).encode()
+    lines = [line for line in text.splitlines() if not line.startswith("run `")]  # the provenance line
+    if file.suffix == ".md" and any("second" in line or "/step" in line for line in lines if line.startswith("|")):
+        return b""  # a table of timings: its numbers are in the .csv beside it, compared without them
+    return "\n".join(lines).encode()
 
 
-def _reference(monkeypatch, tmp_path) -> Path:
-    """The session's uninterrupted smoke run (test_cli made it; made here, or found current, otherwise)."""
-    monkeypatch.setenv("SYNTHLIB_PROFILE", "smoke")
-    monkeypatch.setenv(runs.RUNS_ENV_VAR, str(SESSION_RUNS))
-    argv = ["reproduce", "--profile", "smoke", "--run", RUN, "--runs-dir", str(SESSION_RUNS), "--results", str(tmp_path / "r")]
-    assert cli.main(argv) == 0
-    return SESSION_RUNS / RUN
+def _untimed(value):
+    if isinstance(value, dict):
+        return {k: _untimed(v) for k, v in value.items() if "second" not in k and k not in ("started", "finished")}
+    return [_untimed(v) for v in value] if isinstance(value, list) else value
+
+
+def _differences(run: dict[str, str], reference: dict[str, str]) -> list[str]:
+    """What ``run`` lacks or holds otherwise than ``reference``; the reference may hold more stages (other tests add
+    some to the session's smoke run), but every file of ``run`` must be there and the same."""
+    out = [f"only in the run: {k}" for k in sorted(set(run) - set(reference))]
+    return out + [f"differs: {k}" for k in sorted(set(run) & set(reference)) if run[k] != reference[k]]
+
+
+def _reference(tmp_path: Path) -> Path:
+    """An uninterrupted smoke run from an empty folder: nbval's (conftest.py starts it in one), else one made here."""
+    if (NBVAL_RUNS / RUN / "tables" / "paper_miou.md").is_file():
+        return NBVAL_RUNS / RUN
+    return _fresh_run(tmp_path / "reference")
+
+
+def _fresh_run(runs_dir: Path) -> Path:
+    proc = _start(runs_dir, runs_dir.parent / f"{runs_dir.name}.log")
+    try:
+        assert proc.wait(timeout=1800) == 0, (runs_dir.parent / f"{runs_dir.name}.log").read_text()[-3000:]
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
+    return runs_dir / RUN
 
 
 def _start(runs_dir: Path, log: Path) -> subprocess.Popen:
+    runs_dir.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "synthlib", "reproduce", "--profile", "smoke", "--run", RUN,
            "--runs-dir", str(runs_dir), "--results", str(runs_dir / "results")]  # fmt: skip
     env = dict(os.environ, SYNTHLIB_PROFILE="smoke", **{runs.RUNS_ENV_VAR: str(runs_dir)})
@@ -67,8 +111,8 @@ def _wait_for(proc: subprocess.Popen, log: Path, text: str, timeout: float = 120
 
 
 @pytest.mark.after_notebooks
-def test_kill_9_at_ten_random_points_then_resume_gives_the_uninterrupted_run(tmp_path, monkeypatch):
-    reference = _outputs(_reference(monkeypatch, tmp_path))
+def test_kill_9_at_ten_random_points_then_resume_gives_the_uninterrupted_run(tmp_path):
+    reference = _outputs(_reference(tmp_path))
     notebooks = [nb.name for nb in cli.select_notebooks(cli.default_notebooks_dir(), None)]
     rng = random.Random(16)
     # ten points: a notebook (in order, so the run moves on) and a moment after it starts
@@ -95,24 +139,16 @@ def test_kill_9_at_ten_random_points_then_resume_gives_the_uninterrupted_run(tmp
     assert sum("killed during" in line for line in landed) >= 8, landed
     run_path = runs_dir / RUN
     for leftovers in (".tmp", ".trash", ".work"):
-        assert not any((run_path / leftovers).glob("*/*")) if (run_path / leftovers).exists() else True, leftovers
+        assert not [f for f in (run_path / leftovers).rglob("*") if f.is_file()], leftovers
     assert _differences(_outputs(run_path), reference) == []
 
 
 @pytest.mark.after_notebooks
-def test_two_uninterrupted_smoke_runs_are_byte_identical(tmp_path, monkeypatch):
-    first = _outputs(_reference(monkeypatch, tmp_path))
-    second = NBVAL_RUNS / RUN
-    if not (second / "tables").is_dir():  # this file run alone: no nbval run to compare with, so make one
-        proc = _start(tmp_path / "second", tmp_path / "log.txt")
-        try:
-            assert proc.wait(timeout=1800) == 0
-        finally:
-            os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
-        second = tmp_path / "second" / RUN
-    outputs = _outputs(second)
-    assert len(outputs) > 100 and any(k.startswith("tables/paper_miou") for k in outputs)
-    assert _differences(outputs, first) == []
+def test_two_uninterrupted_smoke_runs_are_byte_identical(tmp_path):
+    first = _outputs(_reference(tmp_path))
+    second = _outputs(_fresh_run(tmp_path / "second"))
+    assert len(second) > 100 and any(k.startswith("tables/paper_miou") for k in second)
+    assert _differences(second, first) == [] and _differences(first, second) == []
 
 
 def _notebook(path, *sources):
