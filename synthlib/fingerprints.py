@@ -12,9 +12,7 @@ are named configs.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
-import struct
 import time
 from pathlib import Path
 
@@ -29,7 +27,6 @@ BLOCKS = 16
 BLOCK_BYTES = 64 * 2**10
 DIGEST_CHARS = 16
 
-_MAX_SAFETENSORS_HEADER = 100 * 2**20  # the format's own limit
 #: Files changed this recently are hashed again on every call: a file rewritten within the file system's
 #: timestamp granularity keeps its size and mtime (git's "racily clean" entries, handled the same way).
 _RACY_NS = 2 * 10**9
@@ -121,14 +118,13 @@ def _file_digest(path: Path, size: int) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:
         # A truncated or overwritten safetensors file fails here, naming itself, not later deep inside a load.
-        checked = safetensors_header(f, size, path) if path.name.endswith(".safetensors") else None
+        header = safetensors_header(f, size, path) if path.name.endswith(".safetensors") else None
         if path.name.endswith(CONFIG_SUFFIXES) or size <= FULL_HASH_BYTES:
             f.seek(0)
             for chunk in iter(lambda: f.read(2**20), b""):
                 digest.update(chunk)
             return digest.hexdigest()
         start = 0
-        header = checked if checked is not None else _safetensors_header(f, size)
         if header is not None:
             digest.update(header)
             start = 8 + len(header)
@@ -137,20 +133,3 @@ def _file_digest(path: Path, size: int) -> str:
             f.seek(start + span * i // (BLOCKS - 1))
             digest.update(f.read(BLOCK_BYTES))
     return digest.hexdigest()
-
-
-def _safetensors_header(f, size: int) -> bytes | None:
-    """The JSON header of a safetensors file (8-byte little-endian length, then JSON), or None for other formats."""
-    f.seek(0)
-    head = f.read(8)
-    if len(head) < 8:
-        return None
-    (length,) = struct.unpack("<Q", head)
-    if not 2 <= length <= min(_MAX_SAFETENSORS_HEADER, size - 8):
-        return None
-    header = f.read(length)
-    try:
-        json.loads(header)
-    except ValueError:
-        return None
-    return header
