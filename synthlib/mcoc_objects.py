@@ -5,8 +5,11 @@ instance ids, else an 8-connected component of one class; ignore pixels (255) ne
 belong to one, and objects under ``min_pixels`` are not objects. An object's consistency
 is the share of its pixels where the judge predicts its class, a class's consistency the
 mean over its objects, an image's MCOC the mean over the classes it has (NaN without
-objects). Everything is vectorised with ``np.bincount`` over object ids. ``synthlib.mcoc``
-re-exports the public names and builds the filtering stages on them.
+objects). Everything is vectorised with ``np.bincount`` over object ids.
+
+Filtering keeps an image whose MCOC reaches a threshold; rectification relabels (or sets
+to ignore) an object the judge sees as ONE other class on most of its pixels.
+``synthlib.mcoc`` re-exports the public names and builds the filtering stages on them.
 """
 
 from __future__ import annotations
@@ -18,12 +21,20 @@ import numpy as np
 import pandas as pd
 from scipy import ndimage
 
-from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES
+from synthlib.datasets import Sample
+from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES, TRAIN_LABELS
 
 _BLOCK = 64  # images labelled at a time: bounds memory, keeps arrays in cache
 # 8-connectivity inside each image of an NxHxW stack, nothing across images.
 _STRUCTURE = np.zeros((3, 3, 3), bool)
 _STRUCTURE[1] = True
+#: What happens to an object the judge sees as another class: take that class, become ignore, or nothing.
+RECTIFY_MODES = ("relabel", "ignore", "off")
+#: Which other classes rectification may move an object to: any class, or one of its Cityscapes category.
+RECTIFY_WITHIN = ("any", "category")
+# Category of each trainId (flat, construction, object, nature, sky, human, vehicle).
+_CATEGORY = np.unique([lb.category for lb in TRAIN_LABELS], return_inverse=True)[1]
+_NUMBERS = (int, float, np.integer, np.floating)
 
 
 class MCOCError(ValueError):
@@ -149,6 +160,84 @@ def nanmean(values) -> float:
     return float(values[valid].mean()) if valid.any() else math.nan
 
 
+# --- filtering and rectification -----------------------------------------------------------------
+
+
+def check_threshold(threshold: float, name: str = "mcoc_threshold") -> float:
+    """``threshold`` as a float after checking it lies in [0, 1]."""
+    if not _in_unit(threshold):
+        raise MCOCError(
+            f"{name} {threshold!r} must be a number in [0, 1] (MCOC is the mean share of an object's pixels the judge "
+            f"agrees with); 0 keeps every image, e.g. 0.5 drops images whose objects are less than half right on average"
+        )
+    return float(threshold)
+
+
+def keep(image_scores: np.ndarray, threshold: float) -> np.ndarray:
+    """Which images survive filtering: MCOC >= ``threshold``; images without objects (NaN) are kept."""
+    threshold = check_threshold(threshold)
+    scores_ = np.asarray(image_scores, np.float64)
+    return np.isnan(scores_) | (scores_ >= threshold)
+
+
+def check_rectify(mode: str, within: str, fraction: float, names: tuple[str, str, str], numbers: tuple[type, ...] = _NUMBERS) -> None:
+    """Raise ``MCOCError`` unless ``mode`` and ``within`` are known and ``fraction`` (one of ``numbers``) lies in [0, 1].
+
+    ``names``: what the messages call the three (arguments of ``rectify``, or profile fields).
+    """
+    for value, valid, name in ((mode, RECTIFY_MODES, names[0]), (within, RECTIFY_WITHIN, names[1])):
+        if value not in valid:
+            raise MCOCError(f"{name} {value!r} unknown; valid: {', '.join(valid)}")
+    if not _in_unit(fraction, numbers):
+        raise MCOCError(f"{names[2]} {fraction!r} must lie in [0, 1] (e.g. 0.5: most of the object's pixels)")
+
+
+def rectify(
+    labels: np.ndarray,
+    predictions: np.ndarray,
+    instances: np.ndarray | None = None,
+    min_pixels: int = 1,
+    fraction: float = 0.5,
+    mode: str = "relabel",
+    found: Objects | None = None,
+    within: str = "any",
+) -> tuple[np.ndarray, pd.DataFrame]:
+    """Labels with every object the judge assigns to ONE other class on more than ``fraction`` of its pixels changed.
+
+    ``mode`` "relabel" gives the object that class, "ignore" sets it to 255,
+    "off" changes nothing. ``within`` "category" only considers other classes
+    of the object's Cityscapes category (a train seen as a bus, a sidewalk as
+    road), "any" every class. Returns the new labels (same shape as ``labels``)
+    and one row per changed object: image, object, pixels, class, to, share.
+    """
+    check_rectify(mode, within, fraction, ("rectification mode", "rectification scope", "rectification fraction"))
+    single = np.asarray(labels).ndim == 2
+    labels, predictions = _batch(labels, "labels"), _batch(predictions, "predictions")
+    if predictions.shape != labels.shape:
+        raise MCOCError(f"predictions of shape {predictions.shape} do not match the maps' shape {labels.shape}")
+    if found is not None:
+        new, table = _rectify(found, labels, predictions, fraction, mode, within)
+    else:
+        _check_labels(labels)
+        _check_min_pixels(min_pixels)
+        inst = None if instances is None else _check_instances(instances, labels)
+        parts, tables, offset = [], [], 0
+        for start in range(0, len(labels), _BLOCK):
+            block = slice(start, start + _BLOCK)
+            part = _block_objects(labels[block], None if inst is None else inst[block], min_pixels)
+            new_block, changed = _rectify(part, labels[block], predictions[block], fraction, mode, within)
+            parts.append(new_block)
+            tables.append(changed.assign(image=changed["image"] + start, object=changed["object"] + offset))
+            offset += len(part)
+        new = np.concatenate(parts) if parts else labels.copy()
+        table = pd.concat(tables, ignore_index=True) if tables else _rectify(objects(labels), labels, predictions, fraction, mode, within)[1]
+    return (new[0] if single else new), table
+
+
+def instances_of(sample: Sample) -> np.ndarray:
+    """The sample's instance ids, or zeros (objects are then its 8-connected components)."""
+    return sample.instances if sample.instances is not None else np.zeros(sample.label.shape, np.int32)
+
 
 # --- helpers -------------------------------------------------------------------------------------
 
@@ -183,6 +272,11 @@ def _check_classes(classes) -> np.ndarray | None:
     if classes.dtype != bool or classes.shape != (NUM_CLASSES,):
         raise MCOCError(f"classes must be {NUM_CLASSES} booleans (one per trainId), got {classes.dtype} of shape {classes.shape}")
     return classes
+
+
+def _in_unit(value, numbers: tuple[type, ...] = _NUMBERS) -> bool:
+    """Whether ``value`` is a number of ``numbers`` (never a bool) in [0, 1]."""
+    return not isinstance(value, bool) and isinstance(value, numbers) and 0.0 <= float(value) <= 1.0
 
 
 def _check_min_pixels(min_pixels: int) -> None:
@@ -267,3 +361,34 @@ def _object_table(image, obj, cls, pixels, consistency) -> pd.DataFrame:
             "consistency": np.asarray(consistency, np.float64),
         }
     )
+
+
+def _rectify(
+    found: Objects, labels: np.ndarray, predictions: np.ndarray, fraction: float, mode: str, within: str = "any"
+) -> tuple[np.ndarray, pd.DataFrame]:
+    n = len(found) + 1
+    bins = NUM_CLASSES + 1  # the last bin: predictions that are not classes
+    pred = np.where(predictions < NUM_CLASSES, predictions, NUM_CLASSES).astype(np.int64)
+    counts = np.bincount((found.ids.astype(np.int64) * bins + pred).reshape(-1), minlength=n * bins).reshape(n, bins)[:, :NUM_CLASSES]
+    if within == "category":
+        counts[_CATEGORY[found.cls][:, None] != _CATEGORY[None, :]] = -1
+    counts[np.arange(n), found.cls] = -1  # the object's own class is not "another class"
+    other = counts.argmax(1)
+    share = counts[np.arange(n), other] / np.maximum(found.pixels, 1)
+    changed = (share > fraction) & (np.arange(n) > 0) & (mode != "off")
+    target = np.where(changed, other if mode == "relabel" else IGNORE, -1)
+    new = labels.copy()
+    mask = changed[found.ids]
+    new[mask] = target[found.ids[mask]]
+    rows = np.flatnonzero(changed)
+    table = pd.DataFrame(
+        {
+            "image": found.image[rows],
+            "object": rows,
+            "pixels": found.pixels[rows],
+            "class": [CLASS_NAMES[c] for c in found.cls[rows]],
+            "to": ["ignore" if t == IGNORE else CLASS_NAMES[t] for t in target[rows]],
+            "share": share[rows],
+        }
+    )
+    return new, table

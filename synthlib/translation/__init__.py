@@ -1,10 +1,11 @@
 """Image-to-image translation baselines: CycleGAN (optionally guided by K target labels), FDA and colour transfer.
 
-``fourier`` holds the training-free methods, ``cyclegan`` the networks, losses,
-image buffer and training loop, and ``baselines`` the stage that trains them
-on a run, writes the translated training sets ``translated/<method>-<source>``
-that stage 06 picks up, and measures both directions (training on translated
-source images; translating target images to the source style at test time).
+``fourier`` holds the training-free methods, ``cyclegan`` the losses and
+training loop (``cyclegan_nets`` its networks and image buffer), and
+``baselines`` the stage that trains them on a run, writes the translated
+training sets ``translated/<method>-<source>`` that stage 06 picks up, and
+measures both directions (training on translated source images; translating
+target images to the source style at test time).
 """
 
 from synthlib.translation.baselines import (

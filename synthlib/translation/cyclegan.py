@@ -16,14 +16,15 @@ this is plain CycleGAN.
 Like the segmenter and diffusion loops, every random choice is a function of
 (seed, position in the sample stream) or (seed, step), and the image buffers
 are part of the checkpoint, so a resumed run makes exactly the updates of an
-uninterrupted one.
+uninterrupted one. The networks and the image buffer live in ``cyclegan_nets``
+and are re-exported here.
 """
 
 from __future__ import annotations
 
 import itertools
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,6 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import set_seed
-from diffusers import ConfigMixin, ModelMixin
-from diffusers.configuration_utils import register_to_config
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -41,6 +40,7 @@ from synthlib.datasets import Dataset
 from synthlib.labels import IGNORE
 from synthlib.segmenters.infer import logits as segmenter_logits
 from synthlib.segmenters.train import augment
+from synthlib.translation.cyclegan_nets import CycleGAN, ImageBuffer, PatchDiscriminator, ResnetGenerator  # noqa: F401 - public here too
 
 
 @dataclass(frozen=True)
@@ -87,168 +87,6 @@ class SettingsError(ValueError):
     def __init__(self, field: str, value: object, problem: str) -> None:
         self.field, self.value, self.problem = field, value, problem
         super().__init__(f"CycleGAN setting {field}={value!r} {problem}")
-
-
-# --- networks -----------------------------------------------------------------------------
-
-
-class ResnetGenerator(ModelMixin, ConfigMixin):
-    """Johnson et al.'s ResNet generator as CycleGAN uses it: c7s1, two stride-2 downs, residual blocks, two ups, c7s1 + tanh.
-
-    Images are Nx3xHxW in [-1, 1]; H and W must be multiples of ``size_multiple``
-    (``translate`` pads any size). Saved and loaded with ``save_pretrained`` /
-    ``from_pretrained`` (config.json + safetensors), like diffusers models.
-    """
-
-    size_multiple = 4
-
-    @register_to_config
-    def __init__(self, ngf: int = 64, blocks: int = 9, channels: int = 3) -> None:
-        super().__init__()
-        # InstanceNorm without affine parameters, so the convolutions keep their biases (as in CycleGAN).
-        layers: list[nn.Module] = [nn.ReflectionPad2d(3), nn.Conv2d(channels, ngf, 7), nn.InstanceNorm2d(ngf), nn.ReLU(True)]
-        c = ngf
-        for _ in range(2):
-            layers += [nn.Conv2d(c, c * 2, 3, stride=2, padding=1), nn.InstanceNorm2d(c * 2), nn.ReLU(True)]
-            c *= 2
-        layers += [_ResidualBlock(c) for _ in range(blocks)]
-        for _ in range(2):
-            layers += [nn.ConvTranspose2d(c, c // 2, 3, stride=2, padding=1, output_padding=1), nn.InstanceNorm2d(c // 2), nn.ReLU(True)]
-            c //= 2
-        layers += [nn.ReflectionPad2d(3), nn.Conv2d(c, channels, 7), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-class PatchDiscriminator(ModelMixin, ConfigMixin):
-    """PatchGAN discriminator (Isola et al., 2017): one real/fake score per overlapping patch."""
-
-    @register_to_config
-    def __init__(self, ndf: int = 64, layers: int = 3, channels: int = 3) -> None:
-        super().__init__()
-        net: list[nn.Module] = [nn.Conv2d(channels, ndf, 4, stride=2, padding=1), nn.LeakyReLU(0.2, True)]
-        c = ndf
-        for n in range(1, layers + 1):
-            out = ndf * min(2**n, 8)
-            stride = 2 if n < layers else 1  # the last block keeps the resolution, as in pix2pix
-            net += [nn.Conv2d(c, out, 4, stride=stride, padding=1), nn.InstanceNorm2d(out), nn.LeakyReLU(0.2, True)]
-            c = out
-        net.append(nn.Conv2d(c, 1, 4, stride=1, padding=1))
-        self.net = nn.Sequential(*net)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
-
-
-class _ResidualBlock(nn.Module):
-    def __init__(self, c: int) -> None:
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c), nn.ReLU(True),
-            nn.ReflectionPad2d(1), nn.Conv2d(c, c, 3), nn.InstanceNorm2d(c),
-        )  # fmt: skip
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.body(x)
-
-
-@dataclass
-class CycleGAN:
-    """The four networks. ``g_st`` translates source to target style, ``g_ts`` target to source."""
-
-    g_st: nn.Module
-    g_ts: nn.Module
-    d_s: nn.Module  # real source images vs target images translated to the source style
-    d_t: nn.Module  # real target images vs source images translated to the target style
-
-    @classmethod
-    def build(cls, settings: CycleGANSettings) -> CycleGAN:
-        """Fresh networks with CycleGAN's N(0, 0.02) initialisation, seeded by ``settings.seed``."""
-        torch.manual_seed(settings.seed)
-        model = cls(
-            ResnetGenerator(settings.ngf, settings.blocks),
-            ResnetGenerator(settings.ngf, settings.blocks),
-            PatchDiscriminator(settings.ndf, settings.disc_layers),
-            PatchDiscriminator(settings.ndf, settings.disc_layers),
-        )
-        for net in model.networks():
-            net.apply(_init_weights)
-        return model
-
-    def networks(self) -> list[nn.Module]:
-        return [self.g_st, self.g_ts, self.d_s, self.d_t]
-
-    def save(self, folder: str | Path) -> Path:
-        """``save_pretrained`` of each network into ``folder/<g_st|g_ts|d_s|d_t>``; returns ``folder``."""
-        folder = Path(folder)
-        for f in fields(self):
-            getattr(self, f.name).save_pretrained(folder / f.name)
-        return folder
-
-    @classmethod
-    def load(cls, folder: str | Path) -> CycleGAN:
-        """The networks saved by ``save``, in eval mode."""
-        folder = Path(folder)
-        missing = [f.name for f in fields(cls) if not (folder / f.name / "config.json").is_file()]
-        if missing:
-            raise FileNotFoundError(f"{folder} holds no saved CycleGAN: {', '.join(missing)} missing (expected save_pretrained folders)")
-        gens = [ResnetGenerator.from_pretrained(folder / name).eval() for name in ("g_st", "g_ts")]
-        discs = [PatchDiscriminator.from_pretrained(folder / name).eval() for name in ("d_s", "d_t")]
-        return cls(*gens, *discs)
-
-
-def _init_weights(module: nn.Module) -> None:
-    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        nn.init.zeros_(module.bias)
-
-
-# --- image buffer -------------------------------------------------------------------------
-
-
-class ImageBuffer:
-    """Earlier translations shown to a discriminator (Shrivastava et al., 2017; CycleGAN's image pool).
-
-    Until ``size`` images are stored, every queried image is stored and returned
-    as is. After that, each queried image is, with probability ``p_earlier``,
-    swapped for a uniformly drawn stored image (which the new image replaces in
-    the buffer), else returned as is. ``size`` 0 returns the queries unchanged.
-    Part of the checkpoint (``state_dict`` / ``load_state_dict``).
-    """
-
-    def __init__(self, size: int = 50, p_earlier: float = 0.5) -> None:
-        if size < 0:
-            raise ValueError(f"image buffer size={size} must not be negative")
-        if not 0.0 <= p_earlier <= 1.0:
-            raise ValueError(f"image buffer p_earlier={p_earlier} must lie in [0, 1]")
-        self.size, self.p_earlier = size, p_earlier
-        self.images: list[torch.Tensor] = []
-
-    def query(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """A batch for the discriminator: ``images`` (detached) with some swapped for earlier ones."""
-        images = images.detach()
-        if self.size == 0:
-            return images
-        out = []
-        for image in images:  # one decision per image of the batch
-            if len(self.images) < self.size:
-                self.images.append(image.clone())
-                out.append(image)
-            elif float(torch.rand((), generator=generator)) < self.p_earlier:
-                i = int(torch.randint(len(self.images), (), generator=generator))
-                out.append(self.images[i].to(image.device))
-                self.images[i] = image.clone()
-            else:
-                out.append(image)
-        return torch.stack(out)
-
-    def state_dict(self) -> dict:
-        return {"size": self.size, "p_earlier": self.p_earlier, "images": [i.cpu() for i in self.images]}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.size, self.p_earlier, self.images = state["size"], state["p_earlier"], list(state["images"])
 
 
 # --- losses -------------------------------------------------------------------------------
@@ -366,6 +204,50 @@ def train(
     for name, data in (("source", source), ("target", target)) + ((("labelled target", guidance.labelled),) if guidance else ()):
         if len(data) == 0:
             raise ValueError(f"CycleGAN {name} dataset {getattr(data, 'name', '')!r} is empty")
+    run = _prepare(model, source, target, settings, guidance)
+    accelerator, nets = run.accelerator, run.nets
+    history: dict[str, list[float]] = {}
+    start = checkpoints_io.resume(accelerator, checkpoints, history, what="CycleGAN training")
+    guard = checkpoints_io.Guard("CycleGAN training", checkpoints, settings.steps, accelerator)  # NaN stops here
+    weights = lambda: [p for net in nets.networks() for p in net.parameters()]  # noqa: E731
+    iterators = [iter(accelerator.skip_first_batches(loader, start) if start else loader) for loader in run.loaders]
+
+    for net in nets.networks():
+        net.train()
+    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc="train CycleGAN", disable=not (progress and accelerator.is_main_process))
+    for step in bar:
+        t0 = time.perf_counter()
+        losses = _update(run, [next(it) for it in iterators], step, settings, guidance)
+        for key, value in losses.items():
+            history.setdefault(key, []).append(float(value.detach()))
+        guard.check(step, {key: history[key][-1] for key in losses}, weights)
+        history.setdefault("step_seconds", []).append(time.perf_counter() - t0)
+        bar.set_postfix(cycle=f"{history['cycle_source'][-1]:.3f}/{history['cycle_target'][-1]:.3f}")
+        done = step + 1
+        if settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.steps:
+            guard.save(accelerator, done, history, weights())  # saves nothing without a checkpoint folder
+    accelerator.wait_for_everyone()
+    guard.finish(settings.steps, weights())  # the last update may have made them NaN: never hand those on
+    model.g_st, model.g_ts, model.d_s, model.d_t = [accelerator.unwrap_model(net).eval() for net in nets.networks()]
+    return history
+
+
+@dataclass
+class _Run:
+    """What ``train`` steps: the accelerator, the objects it prepared, and the image buffers (source, target)."""
+
+    accelerator: Accelerator
+    nets: CycleGAN
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched_g: torch.optim.lr_scheduler.LRScheduler
+    sched_d: torch.optim.lr_scheduler.LRScheduler
+    loaders: list[torch.utils.data.DataLoader]  # source, target and (with guidance) labelled target streams
+    buffers: tuple[ImageBuffer, ImageBuffer]
+
+
+def _prepare(model: CycleGAN, source: Dataset, target: Dataset, settings: CycleGANSettings, guidance: Guidance | None) -> _Run:
+    """The accelerator, with the networks, Adam optimisers, LR schedules and loaders prepared, and the buffers registered."""
     accelerator = Accelerator(mixed_precision="fp16" if settings.mixed_precision and torch.cuda.is_available() else "no")
     set_seed(settings.seed)
     total_samples = settings.steps * settings.batch_size * accelerator.num_processes
@@ -384,60 +266,37 @@ def train(
     sched_g = torch.optim.lr_scheduler.LambdaLR(opt_g, schedule)
     sched_d = torch.optim.lr_scheduler.LambdaLR(opt_d, schedule)
     prepared = accelerator.prepare(*model.networks(), opt_g, opt_d, sched_g, sched_d, *loaders)
-    nets = CycleGAN(*prepared[:4])
-    opt_g, opt_d, sched_g, sched_d = prepared[4:8]
-    loaders = prepared[8:]
     buffers = ImageBuffer(settings.buffer_size), ImageBuffer(settings.buffer_size)
     accelerator.register_for_checkpointing(*buffers)
     if guidance is not None:
         for segmenter in (guidance.target_segmenter, guidance.source_segmenter):
             segmenter.to(accelerator.device).eval().requires_grad_(False)
+    return _Run(accelerator, CycleGAN(*prepared[:4]), *prepared[4:8], list(prepared[8:]), buffers)
 
-    history: dict[str, list[float]] = {}
-    start = checkpoints_io.resume(accelerator, checkpoints, history, what="CycleGAN training")
-    guard = checkpoints_io.Guard("CycleGAN training", checkpoints, settings.steps, accelerator)  # NaN stops here
-    weights = lambda: [p for net in nets.networks() for p in net.parameters()]  # noqa: E731
-    iterators = [iter(accelerator.skip_first_batches(loader, start) if start else loader) for loader in loaders]
 
-    for net in nets.networks():
-        net.train()
-    bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc="train CycleGAN", disable=not (progress and accelerator.is_main_process))
-    for step in bar:
-        t0 = time.perf_counter()
-        batches = [next(it) for it in iterators]
-        real_s, real_t = _to_unit(batches[0]["image"]), _to_unit(batches[1]["image"])
-        labelled_t = (_to_unit(batches[2]["image"]), batches[2]["label"]) if guidance else None
+def _update(run: _Run, batches: list[dict], step: int, settings: CycleGANSettings, guidance: Guidance | None) -> dict[str, torch.Tensor]:
+    """One training step, generators then discriminators; returns every loss term (unweighted), generators' first."""
+    nets, accelerator = run.nets, run.accelerator
+    real_s, real_t = _to_unit(batches[0]["image"]), _to_unit(batches[1]["image"])
+    labelled_t = (_to_unit(batches[2]["image"]), batches[2]["label"]) if guidance else None
 
-        # Generators: the discriminators only score, so their parameters stay out of this backward pass.
-        _set_requires_grad([nets.d_s, nets.d_t], False)
-        losses, fake_s, fake_t = generator_losses(nets, real_s, real_t, settings, batches[0]["label"], guidance, labelled_t)
-        opt_g.zero_grad()
-        accelerator.backward(total(losses, settings))
-        opt_g.step()
-        sched_g.step()
+    # Generators: the discriminators only score, so their parameters stay out of this backward pass.
+    _set_requires_grad([nets.d_s, nets.d_t], False)
+    losses, fake_s, fake_t = generator_losses(nets, real_s, real_t, settings, batches[0]["label"], guidance, labelled_t)
+    run.opt_g.zero_grad()
+    accelerator.backward(total(losses, settings))
+    run.opt_g.step()
+    run.sched_g.step()
 
-        # Discriminators, on a mix of this step's and earlier translations; buffer draws keyed by step.
-        _set_requires_grad([nets.d_s, nets.d_t], True)
-        draws = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
-        d_losses = discriminator_losses(nets, real_s, real_t, buffers[0].query(fake_s, draws), buffers[1].query(fake_t, draws))
-        opt_d.zero_grad()
-        accelerator.backward(d_losses["d_source"] + d_losses["d_target"])
-        opt_d.step()
-        sched_d.step()
-
-        for key, value in {**losses, **d_losses}.items():
-            history.setdefault(key, []).append(float(value.detach()))
-        guard.check(step, {key: history[key][-1] for key in {**losses, **d_losses}}, weights)
-        history.setdefault("step_seconds", []).append(time.perf_counter() - t0)
-        bar.set_postfix(cycle=f"{history['cycle_source'][-1]:.3f}/{history['cycle_target'][-1]:.3f}")
-        done = step + 1
-        if checkpoints is not None and settings.checkpoint_every and done % settings.checkpoint_every == 0 and done < settings.steps:
-            guard.save(accelerator, done, history, weights())
-    accelerator.wait_for_everyone()
-    guard.finish(settings.steps, weights())  # the last update may have made them NaN: never hand those on
-    unwrapped = [accelerator.unwrap_model(net).eval() for net in nets.networks()]
-    model.g_st, model.g_ts, model.d_s, model.d_t = unwrapped
-    return history
+    # Discriminators, on a mix of this step's and earlier translations; buffer draws keyed by step.
+    _set_requires_grad([nets.d_s, nets.d_t], True)
+    draws = torch.Generator().manual_seed(settings.seed * 1_000_003 + step)
+    d_losses = discriminator_losses(nets, real_s, real_t, run.buffers[0].query(fake_s, draws), run.buffers[1].query(fake_t, draws))
+    run.opt_d.zero_grad()
+    accelerator.backward(d_losses["d_source"] + d_losses["d_target"])
+    run.opt_d.step()
+    run.sched_d.step()
+    return {**losses, **d_losses}
 
 
 @torch.no_grad()
