@@ -15,6 +15,11 @@ _created = None
 if not os.environ.get(RUNS_ENV_VAR):
     _created = tempfile.mkdtemp(prefix="synthlib-test-runs-")
     os.environ[RUNS_ENV_VAR] = _created
+# ... and its own model zoo: the tiny zoo models are built there once (seconds), never into a user's cache.
+_created_zoo = None
+if not os.environ.get("SYNTHLIB_ZOO"):
+    _created_zoo = tempfile.mkdtemp(prefix="synthlib-test-zoo-")
+    os.environ["SYNTHLIB_ZOO"] = _created_zoo
 #: The unit tests' runs folder; the notebooks run under nbval in its ``nbval/`` subfolder.
 SESSION_RUNS = Path(os.environ[RUNS_ENV_VAR])
 NBVAL_RUNS = SESSION_RUNS / "nbval"
@@ -43,5 +48,7 @@ def pytest_runtest_setup(item):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    if _created and exitstatus == 0:
-        shutil.rmtree(_created, ignore_errors=True)
+    if exitstatus == 0:
+        for folder in (_created, _created_zoo):
+            if folder:
+                shutil.rmtree(folder, ignore_errors=True)

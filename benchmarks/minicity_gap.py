@@ -4,10 +4,11 @@
     python benchmarks/minicity_gap.py --seeds 0 1 2         # stability over worlds and initialisations
     python benchmarks/minicity_gap.py --run minicity-gap    # also write table minicity_gap into that run's tables
 
-Trains one small UNet per training domain (flat, game, real) with the same budget and
-prints mIoU on real val and on each model's own val, the percentage of the oracle, the
-share of the gap that per-channel colour normalisation closes, and whether minicity's
-promises hold (docs/design.md §4). A few minutes per seed on an idle 2-core CPU.
+Trains one small UNet per training domain (flat, game, real, and each source's scenes in
+real's look: the perfect translation) with the same budget and prints mIoU on real val and
+on each model's own val, the percentage of the oracle, the share of the gap that per-channel
+colour normalisation and perfect translation close, and whether minicity's promises hold
+(docs/design.md §4). A few minutes per seed on an idle 2-core CPU.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="world and training seeds, one run each")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--no-translation", action="store_true", help="skip the two perfect-translation models")
     ap.add_argument("--run", help="write the full table (all seeds, per-class IoU) as table minicity_gap of this run "
                     "directory, with its provenance; `synthlib results --run NAME` publishes it")
     args = ap.parse_args()
@@ -43,7 +45,8 @@ def main() -> None:
     for seed in args.seeds:
         start = time.perf_counter()
         table = measure_gap(args.height, args.width, args.n_train, args.n_val, args.steps, seed=seed,
-                            batch_size=args.batch_size, threads=args.threads, log=lambda m: print("  " + m, flush=True))
+                            batch_size=args.batch_size, threads=args.threads, log=lambda m: print("  " + m, flush=True),
+                            translation=not args.no_translation)
         print(f"\nseed {seed}: {args.height}x{args.width}, n_train {args.n_train}, n_val {args.n_val}, "
               f"{args.steps} steps x batch {args.batch_size}, {time.perf_counter() - start:.0f} s")
         print(summary(table).to_string())

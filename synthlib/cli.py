@@ -74,11 +74,22 @@ def main(argv: list[str] | None = None) -> int:
         help="copy nothing: tell whether every file in results/ (or --to) was made by the current code, and which "
         "are stale; exit status 1 when any is",
     )  # fmt: skip
+    zoo_parser = sub.add_parser(
+        "zoo", help="build, list or check the embedded model zoo (pretrained stand-ins for hub weights)",
+        description="The embedded profiles start from zoo models (zoo:NAME in a profile field) as real runs start "
+        "from downloaded weights. build: train the named models (all by default; resumable); list: where each lives "
+        "and whether it is built; check: whether each built model's files match its manifest.",
+    )  # fmt: skip
+    zoo_parser.add_argument("action", choices=("build", "list", "check"))
+    zoo_parser.add_argument("names", nargs="*", help="zoo models (default: all; --tiny: the -tiny ones)")
+    zoo_parser.add_argument("--tiny", action="store_true", help="only the tiny models the smoke profile uses")
     prof = sub.add_parser("profiles", help="print the profiles and their fields (with --config/--set/--roots: the resolved one too)")
     prof.add_argument("name", nargs="?", default=None)
     _profile_options(prof)
     args = parser.parse_args(argv)
     try:
+        if args.command == "zoo":
+            return _zoo(args.action, args.names, args.tiny)
         if args.command == "results":
             return _check_results(args.to) if args.check else _results(args.run, args.runs_dir, args.to)
         overrides = profiles.parse_assignments(args.set)
@@ -103,6 +114,33 @@ def _results(run: str, runs_dir: Path | None, to: Path | None) -> int:
     copied = report.publish(run_dir, to or Path(__file__).resolve().parents[1] / "results")
     print(f"copied {len(copied)} file(s) from {run_dir.path / report.TABLES}")
     return 0
+
+
+def _zoo(action: str, names: list[str], tiny: bool) -> int:
+    from synthlib import zoo
+
+    if not names:
+        names = [n for n in zoo.MODELS if "tiny" in n] if tiny else list(zoo.MODELS)
+    for name in names:
+        zoo.get(name)  # every name checked before anything is built
+    if action == "build":
+        for name in names:
+            zoo.build(name)
+        return 0
+    bad = 0
+    for name in names:
+        where = zoo.folder(name)
+        if not zoo.is_built(name):
+            print(f"{name:12s} not built   {where}")
+            continue
+        record = zoo.manifest(name)
+        state = f"built {record['built']} in {record['build_seconds']:.0f} s"
+        if action == "check":
+            changed = zoo.verify(name)
+            bad += bool(changed)
+            state = f"CHANGED: {', '.join(changed)}" if changed else "intact"
+        print(f"{name:12s} {state}   {where}")
+    return 1 if bad else 0
 
 
 def _check_results(folder: Path | None) -> int:

@@ -36,8 +36,9 @@ _memo: dict[tuple, str] = {}
 def weights_fingerprint(spec: str | os.PathLike) -> str | None:
     """A short hex digest of the model files behind ``spec``, or None when there are none to read.
 
-    ``spec``: an existing local folder or file, or a hub id, fingerprinted as its
-    snapshot folder in the local Hugging Face cache. Anything else — a named
+    ``spec``: an existing local folder or file, a hub id, fingerprinted as its
+    snapshot folder in the local Hugging Face cache, or ``zoo:NAME``, fingerprinted
+    as the zoo model's folder (``synthlib.zoo``; built first when missing). Anything else — a named
     in-code config, a hub id not in the cache, "" — gives None. The digest covers
     every weight and config file (relative path, size, contents; hidden files and
     ``.cache`` left out), is memoised per path and file modification times within
@@ -49,6 +50,10 @@ def weights_fingerprint(spec: str | os.PathLike) -> str | None:
     text = os.fspath(spec)
     if not text:
         return None
+    if text.startswith("zoo:"):  # a zoo model: its folder (built now when missing) is what the stage will load
+        from synthlib import zoo
+
+        text = zoo.resolve(text)
     root = _local(text)
     if root is None:
         return None

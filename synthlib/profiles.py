@@ -59,10 +59,11 @@ class Profile:
     max_train: int = 0
     max_val: int = 0
     # Segmenters (pseudo-labellers, UDA baselines, downstream): a config name from
-    # synthlib.segmenters.ARCHITECTURES, or a local folder / hub id of a SegFormer.
-    # mit-b0 on the default profile: the stride-2 mit-b0-s2 scored no better on minicity
-    # at about twice the step time (benchmarks/segmenter_choice.py measures both).
-    seg_model: str = "mit-b0"
+    # synthlib.segmenters.ARCHITECTURES (random weights), a local folder / hub id of a SegFormer,
+    # or zoo:NAME (synthlib.zoo). The default profile fine-tunes the zoo's pretrained MiT-B0
+    # encoder, as real runs fine-tune ImageNet's (benchmarks/segmenter_init.py measures it
+    # against random init); the stride-2 mit-b0-s2 scored no better at about twice the step time.
+    seg_model: str = "zoo:mit-b0"
     seg_steps: int = 600
     seg_batch: int = 8
     seg_lr: float = 1e-3
@@ -177,7 +178,7 @@ PROFILES: dict[str, Profile] = {
         minicity_train=24,
         minicity_val=12,
         minicity_condition_val=6,
-        seg_model="mit-tiny-s2",
+        seg_model="zoo:mit-tiny-s2",  # the zoo's tiny encoder: built in seconds
         seg_steps=12,
         seg_batch=4,
         seg_crop=(32, 64),
@@ -215,7 +216,9 @@ PROFILES: dict[str, Profile] = {
         i2i_buffer=4,
         i2i_guide_steps=3,
     ),
-    "default": Profile(),
+    # Rare-class sampling as DAFormer: on minicity v2 the oracle (zoo:mit-b0, 600 steps) learns 10 classes with it,
+    # 8 without (benchmarks/segmenter_init.py --oracle-only --set seg_rcs_temperature=0.01).
+    "default": Profile(seg_rcs_temperature=0.01),
     "paper": Profile(
         name="paper",
         cell_timeout=7 * 24 * 3600,  # stage 2 at 20,000 SD steps is one cell of many hours

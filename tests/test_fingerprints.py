@@ -2,13 +2,14 @@ import json
 import os
 import shutil
 import time
+from dataclasses import replace
 
 import pytest
 import torch
 from safetensors.torch import save_file
 from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
-from synthlib import fingerprints, mcoc, profiles, pseudo_labels, runs, segmenters
+from synthlib import fingerprints, mcoc, profiles, pseudo_labels, runs, segmenters, zoo
 from synthlib.datasets import write_cityscapes
 from synthlib.diffusion.stage2 import train_stage2
 from synthlib.fingerprints import weights_fingerprint
@@ -176,8 +177,11 @@ def test_stages_of_a_model_folder_rerun_when_its_weights_are_replaced(tmp_path, 
         assert replaced[name]["fingerprint"] != first[name]["fingerprint"], name
         assert replaced[name]["params"]["model" if name == stage else "labeller"] == str(folder)
 
-    seg.fit(run_dir, cfg, "data/src")  # a named config: the parameters (and hash) of before
+    seg.fit(run_dir, replace(cfg, seg_model="mit-tiny-s2"), "data/src")  # a named config: the parameters of before
     assert set(run_dir.manifest(stage)["params"]) == {"model", "train_set", "target", "settings"}
+    seg.fit(run_dir, cfg, "data/src")  # smoke's zoo:mit-tiny-s2: the weights of the zoo model's folder
+    assert cfg.seg_model == "zoo:mit-tiny-s2"
+    assert run_dir.manifest(stage)["params"]["model_weights"] == weights_fingerprint(zoo.folder("mit-tiny-s2"))
 
 
 def test_the_mcoc_judge_from_a_folder_adds_its_weights(tmp_path):

@@ -189,3 +189,67 @@ def test_tiny_budget_oracle_beats_source_only_on_real_val():
         model = train_segmenter(images, labels, stats, steps=steps, batch_size=8, base_width=8, seed=0)
         scores[style] = evaluate(model, *val, stats).miou()
     assert scores["real"] > scores["flat"] + 2, scores
+
+
+def _car_scene(style: str):
+    """A scene of ``style`` with plenty of car pixels, rasterised at 64x128."""
+    from synthlib.minicity.layout import sample_scene
+    from synthlib.minicity.render import rasterise
+    from synthlib.minicity.styles import STYLE_TABLE
+
+    car = CLASS_NAMES.index("car")
+    for i in range(20):
+        scene = sample_scene(STYLE_TABLE[style], np.random.default_rng(i))
+        cv = rasterise(scene, 64, 128)
+        if (cv.label == car).sum() > 150:
+            return scene, cv
+    raise AssertionError("no scene with cars")
+
+
+@pytest.mark.parametrize("style", ["flat", "game"])
+def test_swapping_one_class_s_material_changes_only_that_class_s_pixels(style):
+    import dataclasses
+
+    from synthlib.minicity.appearance import shade
+    from synthlib.minicity.materials import Material
+    from synthlib.minicity.styles import STYLE_TABLE
+
+    st = STYLE_TABLE[style]
+    other = Material("brick", 0.25, 0.5, (1.15, 0.9, 0.85), gloss=0.0 if st.materials.car.gloss else 0.6)
+    swapped = dataclasses.replace(st, materials=dataclasses.replace(st.materials, car=other))
+    scene, cv = _car_scene(style)
+    a = shade(cv, scene, st, "clear", np.random.default_rng(1))
+    b = shade(cv, scene, swapped, "clear", np.random.default_rng(1))
+    car = cv.label == CLASS_NAMES.index("car")
+    assert np.array_equal(a[~car], b[~car])  # every other class is bit-identical
+    assert np.abs(a[car].astype(int) - b[car]).mean() > 8  # the car itself clearly changes
+
+
+def test_mix_corpus_draws_a_new_look_per_image_deterministically_with_perfect_labels():
+    from synthlib.minicity import CORPUS_STYLES
+    from synthlib.minicity.materials import FIELDS, REAL_MATERIALS
+    from synthlib.minicity.world import scene_style
+
+    assert "mix" in CORPUS_STYLES and "mix" not in STYLES
+    a, again, b = generate(0, "mix", 1, 64, 128), generate(0, "mix", 1, 64, 128), generate(0, "mix", 2, 64, 128)
+    for field in ("image", "label", "depth", "instances"):
+        assert getattr(a, field).tobytes() == getattr(again, field).tobytes(), field
+    for s in (a, b):
+        assert set(np.unique(s.label)) <= set(range(NUM_CLASSES))  # pixel-perfect: no void
+        things = np.isin(s.label, THING_TRAIN_IDS)
+        assert (s.instances[things] > 0).all() and (s.instances[~things] == 0).all()
+    # another index is another look: the mean colour of the classes both show differs
+    shared = [c for c in np.unique(a.label) if (a.label == c).sum() > 30 and (b.label == c).sum() > 30]
+    assert len(shared) >= 4
+    diffs = [np.abs(a.image[a.label == c].mean(0) - b.image[b.label == c].mean(0)).max() for c in shared]
+    assert np.median(diffs) > 8, diffs
+    # the corpus never uses the target's material for a class
+    for i in range(30):
+        mats = scene_style(0, "mix", "train", i).materials
+        for c, name in enumerate(FIELDS):
+            if name != "sky":
+                assert mats.for_class(c).kind != REAL_MATERIALS.for_class(c).kind, (i, name)
+    assert MiniCity("mix", "val", 3)[2].id == "minicity_mix_clear_val_00002"
+    # the corpus sees every weather, on the clear scene's labels
+    fog = generate(0, "mix", 1, 64, 128, condition="fog")
+    assert np.array_equal(fog.label, a.label) and np.abs(fog.image.astype(int) - a.image).mean() > 5

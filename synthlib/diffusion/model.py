@@ -38,6 +38,8 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
 from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
 
+from synthlib import zoo
+
 #: File of synthlib's settings in a saved model folder (beside Stable Diffusion's subfolders).
 SETTINGS_FILE = "synthlib_diffusion.json"
 #: Subfolders every model folder has; ``vae`` too unless the model works in pixel space.
@@ -291,11 +293,13 @@ def build(
 
 
 def load(path_or_id: str | Path) -> DiffusionModel:
-    """A model folder written by ``save``, a Stable Diffusion folder, or a hub id (network or cache).
+    """A model folder written by ``save``, a Stable Diffusion folder, a hub id (network or cache), or ``zoo:NAME``.
 
     Raises ``DiffusionModelError`` naming the missing components of a folder, or
     saying to pass a local folder when a hub id cannot be fetched.
     """
+    if zoo.is_zoo(path_or_id):  # the embedded stand-in for a hub model: its folder, built when missing
+        path_or_id = zoo.resolve(path_or_id)
     path = Path(path_or_id).expanduser()
     text = str(path_or_id)
     local = path.exists() or text.startswith((".", "/", "~")) or text.count("/") > 1

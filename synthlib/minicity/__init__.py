@@ -2,7 +2,9 @@
 
 Two source styles with pixel-perfect labels (``flat`` like VEIS, ``game`` like
 GTA5) and a target style ``real`` (like Cityscapes) with weather conditions
-(like ACDC). All 19 Cityscapes classes, instances and depth. See docs/design.md §4.
+(like ACDC). All 19 Cityscapes classes, instances and depth. ``mix`` is a
+domain-randomised pretraining corpus (a new look per image, never the target's).
+See docs/design.md §4.
 
     >>> from synthlib.minicity import MiniCity, generate
     >>> sample = generate(seed=0, style="real", index=3, height=64, width=128, condition="fog")
@@ -17,6 +19,7 @@ from __future__ import annotations
 from .render import SKY_DEPTH
 from .world import (
     CONDITIONS,
+    CORPUS_STYLES,
     SPLITS,
     STYLES,
     MiniCity,
@@ -29,6 +32,7 @@ from .world import (
 
 __all__ = [
     "CONDITIONS",
+    "CORPUS_STYLES",
     "SKY_DEPTH",
     "SPLITS",
     "STYLES",

@@ -5,9 +5,9 @@ coordinates, surface orientation, depth). Output: HxWx3 uint8 RGB.
 
 The steps, each controlled by the style's ``Render`` settings:
 1. sky gradient and clouds;
-2. material textures (asphalt grain, paving joints, plaster, brick, foliage)
-   sampled in world coordinates, so they shrink with distance and fade once
-   finer than a pixel;
+2. each class's material (``style.materials``, patterns in ``texture.py``):
+   pattern, colour cast and, after lighting, specular gloss, sampled in world
+   coordinates so they shrink with distance and fade once finer than a pixel;
 3. lighting: per-face sun/shade, ambient occlusion near the ground, specular
    gradients on vehicles, cast shadows of buildings, vehicles and trees;
 4. the condition (fog, night, rain, snow), target style only;
@@ -25,30 +25,7 @@ from scipy import ndimage
 from . import render as R
 from .layout import Scene
 from .styles import Style
-
-# material -> (fine texel size m, fine amplitude, coarse texel size m, coarse amplitude)
-_TEXTURE = np.zeros((20, 4), np.float32)
-for _mat, _row in {
-    R.ASPHALT: (0.03, 0.06, 0.8, 0.06),
-    R.PAVING: (0.03, 0.07, 0.6, 0.06),
-    R.KERB: (0.03, 0.06, 0.5, 0.04),
-    R.GRASS: (0.03, 0.18, 0.6, 0.16),
-    R.PLASTER: (0.02, 0.05, 1.2, 0.10),
-    R.BRICK: (0.02, 0.10, 0.25, 0.12),
-    R.GLASS: (0.05, 0.04, 0.8, 0.14),
-    R.FOLIAGE: (0.05, 0.30, 0.35, 0.28),
-    R.BARK: (0.02, 0.15, 0.2, 0.1),
-    R.PAINT: (0.02, 0.02, 0.5, 0.03),
-    R.RUBBER: (0.02, 0.05, 0.2, 0.03),
-    R.CLOTH: (0.02, 0.06, 0.15, 0.08),
-    R.MARKING: (0.03, 0.1, 0.4, 0.12),
-    R.CONCRETE: (0.02, 0.07, 0.9, 0.09),
-    R.METAL: (0.02, 0.04, 0.3, 0.04),
-    R.RAIL: (0.02, 0.05, 0.3, 0.05),
-}.items():
-    _TEXTURE[_mat] = _row
-_TEXTURE[:, 0] = np.where(_TEXTURE[:, 0] > 0, _TEXTURE[:, 0], 1.0)
-_TEXTURE[:, 2] = np.where(_TEXTURE[:, 2] > 0, _TEXTURE[:, 2], 1.0)
+from .texture import apply_gloss, apply_materials
 
 _IS_GROUND = np.zeros(256, bool)
 _IS_GROUND[list(R.GROUND_MATERIALS)] = True
@@ -80,9 +57,7 @@ def shade(cv: R.Canvas, scene: Scene, style: Style, condition: str, rng: np.rand
     img = cv.colour.copy()
     sky = cv.mat == R.SKY
     _sky(cv, scene, img, sky, rs.clouds)
-    footprint = cv.depth / cv.f  # metres covered by one pixel
-    if rs.texture > 0:
-        _textures(cv, scene, img, footprint, rs.texture)
+    apply_materials(cv, img, style.materials, rs.texture, scene.texture_seed)
     light = _face_light(cv, scene, rs.shading)
     if rs.ambient_occlusion > 0:
         light *= _occlusion(cv, rs.ambient_occlusion)
@@ -91,6 +66,8 @@ def shade(cv: R.Canvas, scene: Scene, style: Style, condition: str, rng: np.rand
     if rs.ambient_occlusion > 0:
         light *= 1.0 - 0.45 * rs.ambient_occlusion * _contact_shadows(cv, scene)
     img *= light[..., None]
+    # highlights reflect the sky, and are not darkened by the surface's own shading
+    apply_gloss(cv, img, style.materials, 0.5 * (scene.sky_top + scene.sky_horizon) * (1.0 + 0.15 * scene.sun))
 
     noise_gain = 1.0
     if condition == "fog":
@@ -124,32 +101,6 @@ def _sky(cv: R.Canvas, scene: Scene, img: np.ndarray, sky: np.ndarray, clouds: f
         img[ys, xs] = colour[ys, xs] * (1 - cover) + np.float32([0.88, 0.89, 0.9]) * cover
     else:
         img[sky] = colour[sky]
-
-
-def _textures(cv: R.Canvas, scene: Scene, img: np.ndarray, footprint: np.ndarray, strength: float) -> None:
-    fine, coarse = _noise()
-    tex = _TEXTURE[cv.mat]  # (H, W, 4)
-    off = scene.texture_seed
-    # a pattern finer than a pixel averages out: fade it as its texel shrinks below the footprint
-    att_f = np.clip(2.0 * tex[..., 0] / np.maximum(footprint, 1e-6), 0, 1)
-    att_c = np.clip(2.0 * tex[..., 2] / np.maximum(footprint, 1e-6), 0, 1)
-    t = tex[..., 1] * att_f * _sample(fine, cv.tu, cv.tv, tex[..., 0], off)
-    t += tex[..., 3] * att_c * _sample(coarse, cv.tu, cv.tv, tex[..., 2], off + 17)
-    # paving joints and brick mortar: regular lines, only where resolvable
-    paving = cv.mat == R.PAVING
-    if paving.any():
-        joint = ((cv.tu % 0.5) < 0.04) | ((cv.tv % 0.5) < 0.04)
-        t -= 0.2 * (paving & joint) * np.clip(0.1 / np.maximum(footprint, 1e-6), 0, 1)
-    brick = cv.mat == R.BRICK
-    if brick.any():
-        row = np.floor(cv.tv / 0.075)
-        mortar = ((cv.tv % 0.075) < 0.012) | (((cv.tu + 0.125 * (row % 2)) % 0.25) < 0.015)
-        t += 0.25 * (brick & mortar) * np.clip(0.04 / np.maximum(footprint, 1e-6), 0, 1)
-    img *= (1.0 + strength * t)[..., None]
-    foliage = cv.mat == R.FOLIAGE
-    if foliage.any():  # sunlit leaves are yellower, shaded ones bluer
-        hue = t[foliage][:, None] * np.float32([0.05, 0.03, -0.04]) * strength
-        img[foliage] += hue
 
 
 def _face_light(cv: R.Canvas, scene: Scene, strength: float) -> np.ndarray:

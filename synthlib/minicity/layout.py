@@ -170,7 +170,10 @@ def sample_scene(style: Style, rng: np.random.Generator) -> Scene:
     end_z = street_len + (u(40.0, 120.0) if end_is_skyline else 0.0)
     end_blocks = _sample_blocks(style, rng, end_z, skyline=end_is_skyline)
 
-    sun = float(rng.choice([0.0, u(0.4, 1.0)], p=[0.4, 0.6])) if style.name == "real" else u(0.6, 1.0)
+    # the same two draws in every style, so a scene keeps its layout when shaded with another look's sun
+    p_overcast, sun_lo, sun_hi = style.render.sun
+    overcast, level = rng.random(), rng.random()
+    sun = 0.0 if overcast < p_overcast else sun_lo + (sun_hi - sun_lo) * level
     scene = Scene(
         style=style.name,
         cam_height=cam_height,
@@ -398,7 +401,7 @@ def _sample_things(style: Style, rng: np.random.Generator, sc: Scene, parking: d
     if rng.random() < lay.p_rider:
         for _ in range(max(1, rng.poisson(lay.riders))):
             moto = rng.random() < lay.p_moto_rider
-            z = u(5.0, 45.0)
+            z = u(4.0, 30.0)
             if sc.cross is not None and rng.random() < 0.3:
                 z = sc.cross[0] + (sc.cross[1] - sc.cross[0]) * u(0.2, 0.8)
                 x = at(u(-8.0, 8.0), z)
@@ -417,7 +420,7 @@ def _sample_things(style: Style, rng: np.random.Generator, sc: Scene, parking: d
     for _ in range(rng.poisson(lay.persons)):
         s = int(rng.choice([-1, 1]))
         side = sc.sides[s]
-        z = u(3.0, 50.0)
+        z = u(3.0, 32.0)
         if rng.random() < 0.15:  # crossing the street, seen from the side
             zc = sc.cross[0] - 2.0 if sc.cross is not None else z
             things.append(_person(rng, pal, at(u(-side.edge, side.edge), zc), zc, walking=True))
@@ -427,7 +430,7 @@ def _sample_things(style: Style, rng: np.random.Generator, sc: Scene, parking: d
     # groups make crowds as in real streets
     if rng.random() < 0.2:
         s = int(rng.choice([-1, 1]))
-        z = u(6.0, 30.0)
+        z = u(5.0, 22.0)
         for _ in range(int(rng.integers(2, 6))):
             zz = z + u(-1.5, 1.5)
             things.append(_person(rng, pal, at(s * u(sc.sides[s].edge + 0.5, sc.sides[s].facade), zz), zz, walking=False))
@@ -436,7 +439,7 @@ def _sample_things(style: Style, rng: np.random.Generator, sc: Scene, parking: d
     for kind, rate in (("bicycle", lay.parked_bikes), ("motorcycle", lay.parked_motos)):
         for _ in range(rng.poisson(rate)):
             s = int(rng.choice([-1, 1]))
-            z = u(3.0, 35.0)
+            z = u(3.0, 24.0)
             upos = s * (sc.sides[s].edge + u(0.3, 1.2)) if kind == "bicycle" else s * (sc.sides[s].edge - u(0.5, 1.0))
             things.append(_two_wheeler(rng, pal, kind, at(upos, z), z))
 
@@ -460,10 +463,10 @@ def _sample_things(style: Style, rng: np.random.Generator, sc: Scene, parking: d
             things.append(_bush(rng, pal, at(s * u(side.edge + 0.5, side.facade + 1.0), z), z))
     for _ in range(rng.poisson(lay.signs)):
         s = int(rng.choice([-1, 1]))
-        z = u(4.0, 45.0)
+        z = u(4.0, 32.0)
         things.append(_sign(rng, pal, at(s * (sc.sides[s].edge + 0.35), z), z))
     if rng.random() < lay.p_traffic_light:
-        z = sc.cross[0] - 1.0 if sc.cross is not None else u(12.0, 40.0)
+        z = sc.cross[0] - 1.0 if sc.cross is not None else u(10.0, 30.0)
         for s in (-1, 1):
             if rng.random() < 0.8:
                 things.append(_traffic_light(rng, pal, at(s * (sc.sides[s].edge + 0.5), z), z, s, mast=rng.random() < 0.4,
@@ -522,7 +525,7 @@ def _bush(rng: np.random.Generator, pal: Palette, x: float, z: float) -> Thing:
 
 def _lamp(rng: np.random.Generator, pal: Palette, x: float, z: float, side: int) -> Thing:
     h = rng.uniform(5.5, 9.0)
-    return Thing("lamp", x, z, rng.uniform(0.14, 0.25), h, 0.0, "front",
+    return Thing("lamp", x, z, rng.uniform(0.24, 0.36), h, 0.0, "front",
                  {"pole": _pick(rng, pal.pole, pal.jitter)},
                  {"arm": rng.uniform(0.8, 2.0) if rng.random() < 0.7 else 0.0, "side": side})
 
@@ -530,13 +533,13 @@ def _lamp(rng: np.random.Generator, pal: Palette, x: float, z: float, side: int)
 def _sign(rng: np.random.Generator, pal: Palette, x: float, z: float) -> Thing:
     shape = str(rng.choice(["circle", "triangle", "square", "diamond", "rect"]))
     scheme = int(rng.integers(4))
-    return Thing("sign", x, z, rng.uniform(0.55, 0.85), rng.uniform(2.2, 3.0), 0.0, "front",
+    return Thing("sign", x, z, rng.uniform(0.8, 1.15), rng.uniform(2.4, 3.2), 0.0, "front",
                  {"pole": _pick(rng, pal.pole, pal.jitter)},
                  {"shape": shape, "scheme": scheme, "back": bool(rng.random() < 0.2), "two": bool(rng.random() < 0.25)})
 
 
 def _traffic_light(rng: np.random.Generator, pal: Palette, x: float, z: float, side: int, mast: bool, span: float) -> Thing:
-    return Thing("traffic_light", x, z, rng.uniform(0.3, 0.4), rng.uniform(3.0, 4.0), 0.0, "front",
+    return Thing("traffic_light", x, z, rng.uniform(0.45, 0.6), rng.uniform(3.0, 4.0), 0.0, "front",
                  {"pole": _pick(rng, pal.pole, pal.jitter), "box": _pick(rng, ((30, 30, 30), (50, 55, 50), (200, 170, 30)), 0.05)},
                  {"lamp": int(rng.integers(3)), "mast": mast, "side": side, "span": span * rng.uniform(0.5, 0.9),
                   "back": False})

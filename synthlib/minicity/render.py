@@ -822,7 +822,7 @@ def _draw_sign(cv: Canvas, t: Thing) -> None:
     c = s - hw
     s2, Y2 = np.broadcast_arrays(c, Y)
     parts = np.zeros(s2.shape, np.int8)
-    parts[_rect(s2, Y2, -0.035, 0.035, 0.0, t.h - size / 2, mpp)] = 1
+    parts[_rect(s2, Y2, -0.06, 0.06, 0.0, t.h - size / 2, mpp)] = 1
     centres = [t.h - size / 2] + ([t.h - size * 1.45] if p["two"] else [])
     for i, yc in enumerate(centres):
         outer, inner = _sign_plate(s2, Y2 - yc, size if i == 0 else size * 0.8, p["shape"] if i == 0 else "rect", mpp)
@@ -833,13 +833,17 @@ def _draw_sign(cv: Canvas, t: Thing) -> None:
 
 
 def _light_box(c, Y, top: float, w: float, lamp: int, back: bool, mpp, parts: np.ndarray) -> None:
-    """A three-lamp traffic light box hanging from ``top``; parts 2 box, 3 dark lamp, 4 lit lamp."""
-    parts[_rect(c, Y, -w / 2, w / 2, top - 0.95, top, mpp)] = 2
+    """A three-lamp traffic light box hanging from ``top``; parts 2 box, 3 dark lamp, 4 lit lamp.
+
+    The box is 2.4 widths tall, so a larger box (for 64x128 images) keeps its proportions.
+    """
+    k = w / 0.4
+    parts[_rect(c, Y, -w / 2, w / 2, top - 0.95 * k, top, mpp)] = 2
     if back:
         return
     for i in range(3):
-        yc = top - 0.17 - 0.3 * i
-        parts[_disc(c, Y, 0.0, yc, 0.1) & (parts == 2)] = 4 if i == lamp else 3
+        yc = top - (0.17 + 0.3 * i) * k
+        parts[_disc(c, Y, 0.0, yc, 0.1 * k) & (parts == 2)] = 4 if i == lamp else 3
 
 
 def _draw_traffic_light(cv: Canvas, t: Thing) -> None:
@@ -858,7 +862,7 @@ def _draw_traffic_light(cv: Canvas, t: Thing) -> None:
                    (lab, 0, np.float32([0.12, 0.12, 0.1]), GLASS), (lab, 0, lit, LIGHT))
     s2, Y2 = np.broadcast_arrays(s + xa - t.x, Y)
     parts = np.zeros(s2.shape, np.int8)
-    parts[_rect(s2, Y2, -0.07, 0.07, 0.0, t.h + (0.5 if reach else 0.0), mpp)] = 1
+    parts[_rect(s2, Y2, -0.1, 0.1, 0.0, t.h + (0.5 if reach else 0.0), mpp)] = 1
     _light_box(s2, Y2, t.h, t.w, p["lamp"], p["back"], mpp, parts)
     if reach:
         end = toward * reach

@@ -20,6 +20,8 @@ from __future__ import annotations
 import zlib
 from dataclasses import dataclass, field
 
+from .materials import FLAT_MATERIALS, GAME_MATERIALS, REAL_MATERIALS, Materials
+
 Range = tuple[float, float]
 RGB = tuple[int, int, int]
 
@@ -88,6 +90,8 @@ class Render:
     hood: bool  # ego-vehicle bonnet in view, labelled void
     coarse_labels: bool  # Cityscapes-like void borders and voided small objects
     clouds: float
+    # (chance of an overcast day, weakest, strongest sun): an appearance property, drawn per scene
+    sun: tuple[float, float, float] = (0.0, 0.6, 1.0)
 
 
 @dataclass(frozen=True)
@@ -125,6 +129,7 @@ class Style:
     layout: Layout
     palette: Palette
     render: Render
+    materials: Materials = field(default_factory=Materials)  # per-class surface pattern, colour cast, gloss
     code: int = field(default=0)  # stable integer that seeds the layout of this style
 
 
@@ -138,39 +143,40 @@ _CLOTHES: tuple[RGB, ...] = (
 )
 _SKIN: tuple[RGB, ...] = ((230, 190, 160), (200, 150, 120), (150, 100, 70), (100, 70, 50), (240, 205, 180))
 
+
 FLAT = Style(
     name="flat",
-    camera=Camera(height=(1.35, 1.6), hfov=(60.0, 70.0), horizon=(0.45, 0.52), yaw=(-0.12, 0.12)),
+    camera=Camera(height=(1.25, 1.5), hfov=(50.0, 58.0), horizon=(0.41, 0.48), yaw=(-0.1, 0.1)),
     layout=Layout(
-        lanes=(2, 2, 3, 4),
-        lane_width=(3.2, 3.6),
-        sidewalk=(2.5, 4.5),
-        p_verge=0.1,
-        verge=(1.0, 2.5),
+        lanes=(1, 2, 2, 2, 3, 3),
+        lane_width=(3.0, 3.4),
+        sidewalk=(2.2, 4.2),
+        p_verge=0.2,
+        verge=(0.8, 2.5),
         p_no_sidewalk=0.05,
-        segment_length=(10.0, 30.0),
-        segment_kinds={"building": 0.72, "vegetation": 0.08, "wall": 0.08, "fence": 0.07, "open": 0.05},
-        building_height=(8.0, 30.0),
-        setback=(0.0, 1.5),
-        p_cross=0.5,
-        p_end_wall=0.5,
-        street_length=(60.0, 140.0),
-        parked_side=0.6,
-        parked_gap=(0.5, 9.0),
-        moving_per_lane=1.0,
-        p_truck=0.08,
+        segment_length=(10.0, 28.0),
+        segment_kinds={"building": 0.62, "vegetation": 0.14, "wall": 0.09, "fence": 0.08, "open": 0.07},
+        building_height=(8.0, 25.0),
+        setback=(0.0, 2.5),
+        p_cross=0.45,
+        p_end_wall=0.4,
+        street_length=(55.0, 125.0),
+        parked_side=0.7,
+        parked_gap=(0.5, 7.0),
+        moving_per_lane=0.9,
+        p_truck=0.07,
         p_bus=0.05,
         p_tram=0.05,
-        persons=5.0,
-        p_rider=0.12,
+        persons=5.5,
+        p_rider=0.16,
         riders=1.5,
-        p_moto_rider=0.45,
-        parked_bikes=0.3,
+        p_moto_rider=0.4,
+        parked_bikes=0.6,
         parked_motos=0.2,
-        tree_side=0.25,
-        tree_spacing=(9.0, 16.0),
-        lamp_spacing=(18.0, 30.0),
-        signs=2.5,
+        tree_side=0.5,
+        tree_spacing=(8.0, 14.0),
+        lamp_spacing=(16.0, 26.0),
+        signs=3.0,
         p_traffic_light=0.45,
     ),
     palette=Palette(
@@ -218,43 +224,44 @@ FLAT = Style(
         coarse_labels=False,
         clouds=0.0,
     ),
+    materials=FLAT_MATERIALS,
     code=_code("flat"),
 )
 
 GAME = Style(
     name="game",
-    camera=Camera(height=(1.9, 2.5), hfov=(58.0, 68.0), horizon=(0.38, 0.46), yaw=(-0.1, 0.1)),
+    camera=Camera(height=(1.3, 1.6), hfov=(48.0, 57.0), horizon=(0.39, 0.45), yaw=(-0.1, 0.1)),
     layout=Layout(
-        lanes=(2, 3, 4, 4, 5),
-        lane_width=(3.4, 3.8),
+        lanes=(1, 2, 2, 3, 3, 4),
+        lane_width=(3.1, 3.5),
         sidewalk=(2.0, 4.0),
-        p_verge=0.35,
-        verge=(1.5, 4.0),
-        p_no_sidewalk=0.15,
-        segment_length=(12.0, 35.0),
-        segment_kinds={"building": 0.5, "vegetation": 0.18, "wall": 0.1, "fence": 0.1, "open": 0.12},
-        building_height=(6.0, 40.0),
-        setback=(0.0, 5.0),
-        p_cross=0.55,
+        p_verge=0.3,
+        verge=(1.0, 3.0),
+        p_no_sidewalk=0.08,
+        segment_length=(11.0, 30.0),
+        segment_kinds={"building": 0.5, "vegetation": 0.2, "wall": 0.1, "fence": 0.08, "open": 0.12},
+        building_height=(7.0, 28.0),
+        setback=(0.0, 3.5),
+        p_cross=0.45,
         p_end_wall=0.3,
-        street_length=(70.0, 160.0),
-        parked_side=0.35,
-        parked_gap=(2.0, 14.0),
-        moving_per_lane=1.1,
-        p_truck=0.15,
-        p_bus=0.07,
-        p_tram=0.04,
-        persons=2.5,
-        p_rider=0.1,
-        riders=1.3,
-        p_moto_rider=0.6,
-        parked_bikes=0.15,
+        street_length=(55.0, 135.0),
+        parked_side=0.65,
+        parked_gap=(0.8, 8.0),
+        moving_per_lane=0.9,
+        p_truck=0.1,
+        p_bus=0.05,
+        p_tram=0.05,
+        persons=4.5,
+        p_rider=0.16,
+        riders=1.4,
+        p_moto_rider=0.45,
+        parked_bikes=0.6,
         parked_motos=0.25,
-        tree_side=0.35,
-        tree_spacing=(10.0, 20.0),
-        lamp_spacing=(20.0, 35.0),
-        signs=2.0,
-        p_traffic_light=0.5,
+        tree_side=0.55,
+        tree_spacing=(8.0, 14.0),
+        lamp_spacing=(16.0, 26.0),
+        signs=2.8,
+        p_traffic_light=0.45,
     ),
     palette=Palette(
         sky_top=((60, 130, 220), (80, 150, 230), (100, 160, 225)),
@@ -289,7 +296,7 @@ GAME = Style(
     render=Render(
         shading=0.8,
         ambient_occlusion=0.6,
-        texture=0.5,
+        texture=1.0,
         shadows=True,
         noise=(0.0, 0.004),
         blur=(0.0, 0.2),
@@ -301,6 +308,7 @@ GAME = Style(
         coarse_labels=False,
         clouds=0.2,
     ),
+    materials=GAME_MATERIALS,
     code=_code("game"),
 )
 
@@ -383,7 +391,9 @@ REAL = Style(
         hood=True,
         coarse_labels=True,
         clouds=0.6,
+        sun=(0.4, 0.4, 1.0),
     ),
+    materials=REAL_MATERIALS,
     code=_code("real"),
 )
 

@@ -5,12 +5,15 @@ A sample is determined by (seed, style, split, index, condition). The layout
 style's scene statistics, split, index), so the fog, night, rain and snow
 variants of a target scene share the clear scene's label map exactly.
 ``look`` renders a style's scenes with another style's appearance (a flat scene
-as it would look in ``real``): the perfect translation of a source map into the
+as it would look in ``real``: real's palette, materials, lighting and sensor on
+flat's layout and camera): the perfect translation of a source map into the
 target's look, a ceiling for every generation or translation method.
+The corpus style ``mix`` (``CORPUS_STYLES``) draws a new look per image, see corpus.py.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections import OrderedDict
 
@@ -22,19 +25,23 @@ from synthlib.datasets.base import Dataset, DatasetError, Sample
 from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES
 
 from .appearance import shade
+from .corpus import MIX_CODE, mix_style
 from .layout import sample_scene
 from .render import rasterise
-from .styles import STYLE_TABLE
+from .styles import STYLE_TABLE, Style
 
 STYLES: tuple[str, ...] = ("flat", "game", "real")
 """flat and game are source styles (pixel-perfect labels); real is the target."""
 CONDITIONS: tuple[str, ...] = ("clear", "fog", "night", "rain", "snow")
-"""Conditions other than clear exist only for the target style (like ACDC for Cityscapes)."""
+"""Conditions other than clear exist for the target style (like ACDC for Cityscapes) and the mix corpus
+(a pretraining set sees every weather, as LAION does), never for the sources."""
+CORPUS_STYLES: tuple[str, ...] = ("mix",)
+"""Domain-randomised pretraining corpus: a random look per image, never the target's (corpus.py)."""
 SPLITS: tuple[str, ...] = ("train", "val")
 MIN_HEIGHT = 32
 
 _SPLIT_CODE = {"train": 1, "val": 2}
-_STREAM_LAYOUT, _STREAM_LABELS, _STREAM_PIXELS = 0, 1, 2
+_STREAM_LAYOUT, _STREAM_LABELS, _STREAM_PIXELS, _STREAM_LOOK = 0, 1, 2, 3
 
 
 def generate(seed: int, style: str, index: int, height: int, width: int, condition: str = "clear",
@@ -48,15 +55,16 @@ def generate(seed: int, style: str, index: int, height: int, width: int, conditi
     """
     look = style if look is None else look
     check_options(style=style, condition=condition, split=split, height=height, width=width, seed=seed)
-    if look not in STYLES:
+    if look != style and look not in STYLES:
         raise DatasetError(f"look={look!r} is not a minicity style; choose one of {', '.join(STYLES)}")
     if not _is_int(index) or index < 0:
         raise DatasetError(f"index={index!r}: expected a non-negative integer")
-    st = STYLE_TABLE[style]
-    scene = sample_scene(st, _rng(seed, st.code, split, index, _STREAM_LAYOUT))
+    st = scene_style(seed, style, split, index)
+    appearance = st if look == style else STYLE_TABLE[look]
+    scene = sample_scene(with_look(st, appearance), _rng(seed, st.code, split, index, _STREAM_LAYOUT))
     cv = rasterise(scene, height, width)
     pixel_rng = _rng(seed, st.code, split, index, _STREAM_PIXELS, CONDITIONS.index(condition))
-    image = shade(cv, scene, STYLE_TABLE[look], condition, pixel_rng)
+    image = shade(cv, scene, appearance, condition, pixel_rng)
     label = cv.label
     if st.render.coarse_labels:
         label = coarsen_labels(label, cv.inst, _rng(seed, st.code, split, index, _STREAM_LABELS))
@@ -72,6 +80,25 @@ def generate(seed: int, style: str, index: int, height: int, width: int, conditi
     )
 
 
+def scene_style(seed: int, style: str, split: str, index: int) -> Style:
+    """The Style a scene is drawn from: a fixed one, or for ``mix`` a look drawn for this image."""
+    if style == "mix":
+        return mix_style(_rng(seed, MIX_CODE, split, index, _STREAM_LOOK))
+    return STYLE_TABLE[style]
+
+
+def with_look(scene_style: Style, look: Style) -> Style:
+    """``scene_style``'s camera and layout with ``look``'s colours and sun.
+
+    The layout consumes the same random draws whatever the palette, so the scene keeps
+    its geometry, labels and instances and only takes on the other style's colours.
+    """
+    if look is scene_style:
+        return scene_style
+    return dataclasses.replace(scene_style, palette=look.palette,
+                               render=dataclasses.replace(scene_style.render, sun=look.render.sun))
+
+
 class MiniCity(Dataset):
     """A split of minicity scenes, generated lazily by index (recent samples are cached)."""
 
@@ -82,7 +109,7 @@ class MiniCity(Dataset):
         check_options(style=style, condition=condition, split=split, height=height, width=width, seed=seed)
         if not _is_int(n) or n <= 0:
             raise DatasetError(f"n={n!r}: the number of samples must be a positive integer")
-        if look is not None and look not in STYLES:
+        if look is not None and look != style and look not in STYLES:
             raise DatasetError(f"look={look!r} is not a minicity style; choose one of {', '.join(STYLES)}")
         self.style, self.split, self.n, self.look = style, split, int(n), look or style
         self.height, self.width, self.seed, self.condition = int(height), int(width), int(seed), condition
@@ -132,13 +159,14 @@ def generate_many(seed: int, style: str, indices, height: int, width: int, condi
 
 def check_options(style: str, condition: str, split: str, height: int, width: int, seed: int) -> None:
     """Raise DatasetError naming the bad parameter and what is allowed."""
-    if style not in STYLES:
-        raise DatasetError(f"style={style!r} is not a minicity style; choose one of {', '.join(STYLES)}")
+    if style not in STYLES + CORPUS_STYLES:
+        raise DatasetError(f"style={style!r} is not a minicity style; choose one of {', '.join(STYLES + CORPUS_STYLES)}")
     if condition not in CONDITIONS:
         raise DatasetError(f"condition={condition!r} is not a minicity condition; choose one of {', '.join(CONDITIONS)}")
-    if condition != "clear" and style != "real":
-        raise DatasetError(f"condition={condition!r} exists only for the target style 'real'; "
-                           f"source styles ({', '.join(s for s in STYLES if s != 'real')}) allow condition='clear'")
+    if condition != "clear" and style not in ("real", *CORPUS_STYLES):
+        raise DatasetError(f"condition={condition!r} exists only for the target style 'real' and the corpus "
+                           f"({', '.join(CORPUS_STYLES)}); source styles ({', '.join(s for s in STYLES if s != 'real')}) "
+                           f"allow condition='clear'")
     if split not in SPLITS:
         raise DatasetError(f"split={split!r} is not a minicity split; choose one of {', '.join(SPLITS)}")
     if not (_is_int(height) and _is_int(width)):

@@ -19,6 +19,7 @@ import torch
 from transformers import AutoConfig, SegformerConfig, SegformerForSemanticSegmentation, SegformerModel
 from transformers.utils import logging as transformers_logging
 
+from synthlib import zoo
 from synthlib.labels import CLASS_NAMES, IGNORE, NUM_CLASSES
 from synthlib.runs import processes
 
@@ -66,7 +67,7 @@ def build(spec: str, seed: int = 0) -> SegformerForSemanticSegmentation:
 
 
 def load(path_or_id: str | Path, seed: int = 0) -> SegformerForSemanticSegmentation:
-    """A 19-class SegFormer from a ``save_pretrained`` folder or a hub id available offline.
+    """A 19-class SegFormer from a ``save_pretrained`` folder, a hub id available offline, or ``zoo:NAME``.
 
     A 19-class segmentation checkpoint (a Cityscapes SegFormer, or one of ours) loads as is:
     ``model.config.synthlib_init == "full"``. Any other SegFormer checkpoint (an ImageNet
@@ -74,6 +75,7 @@ def load(path_or_id: str | Path, seed: int = 0) -> SegformerForSemanticSegmentat
     150) gives its encoder: the Cityscapes classes on a new decode head initialised from
     ``seed``, ``model.config.synthlib_init == "encoder"``, and a warning that says so.
     """
+    path_or_id = zoo.resolve(path_or_id) if zoo.is_zoo(path_or_id) else path_or_id
     source = _source(path_or_id)
     try:
         config = AutoConfig.from_pretrained(source)
