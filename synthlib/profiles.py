@@ -58,11 +58,9 @@ class Profile:
     minicity_condition_val: int = 100
     max_train: int = 0
     max_val: int = 0
-    # Segmenters (pseudo-labellers, UDA baselines, downstream): a config name from
-    # synthlib.segmenters.ARCHITECTURES (random weights), a local folder / hub id of a SegFormer,
-    # or zoo:NAME (synthlib.zoo). The default profile fine-tunes the zoo's pretrained MiT-B0
-    # encoder, as real runs fine-tune ImageNet's (benchmarks/segmenter_init.py measures it
-    # against random init); the stride-2 mit-b0-s2 scored no better at about twice the step time.
+    # Segmenters (pseudo-labellers, UDA baselines, downstream): a config of synthlib.segmenters.ARCHITECTURES (random
+    # weights), a SegFormer folder / hub id, or zoo:NAME. The zoo's MiT-B0 encoder is fine-tuned as real runs fine-tune
+    # ImageNet's (benchmarks/segmenter_init.py); mit-b0-s2 scored no better at twice the step time.
     seg_model: str = "zoo:mit-b0"
     seg_steps: int = 600
     seg_batch: int = 8
@@ -216,8 +214,7 @@ PROFILES: dict[str, Profile] = {
         i2i_buffer=4,
         i2i_guide_steps=3,
     ),
-    # Rare-class sampling as DAFormer: on minicity v2 the oracle (zoo:mit-b0, 600 steps) learns 10 classes with it,
-    # 8 without (benchmarks/segmenter_init.py --oracle-only --set seg_rcs_temperature=0.01).
+    # Rare-class sampling: the oracle learns 10 classes with it, 8 without (benchmarks/segmenter_init.py --oracle-only)
     "default": Profile(seg_rcs_temperature=0.01),
     "paper": Profile(
         name="paper",
