@@ -16,6 +16,7 @@ import os
 import time
 from pathlib import Path
 
+from synthlib import zoo
 from synthlib.integrity import safetensors_header
 
 #: Files that make up a model. Configs (and tokenizer files) are always hashed in full.
@@ -50,10 +51,7 @@ def weights_fingerprint(spec: str | os.PathLike) -> str | None:
     text = os.fspath(spec)
     if not text:
         return None
-    if text.startswith("zoo:"):  # a zoo model: its folder (built now when missing) is what the stage will load
-        from synthlib import zoo
-
-        text = zoo.resolve(text)
+    text = zoo.resolve(text)  # zoo:NAME -> the folder the stage will load (built now when missing); others unchanged
     root = _local(text)
     if root is None:
         return None

@@ -64,8 +64,8 @@ def write_stable_diffusion(folder: str | Path, *, seed: int = 0, clip_sample: bo
     ``clip_sample`` is written to the scheduler config; None leaves the key out, as
     older SD folders do (diffusers' DDPM/DDIM schedulers then default to clipping).
     """
-    from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTokenizer
 
     if clip_sample is not None and not isinstance(clip_sample, bool):
         raise ValueError(f"clip_sample must be True, False or None (key left out), got {clip_sample!r}")
@@ -75,23 +75,7 @@ def write_stable_diffusion(folder: str | Path, *, seed: int = 0, clip_sample: bo
     write_clip_tokenizer(tokenizer_dir)
     tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
     torch.manual_seed(seed)
-    # SD 1.5's text encoder config keeps CLIP's legacy ids (bos 0, pad 1, eos 2): with eos_token_id == 2
-    # transformers pools at the highest token id, which is <|endoftext|> because it is last in the vocabulary.
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=_TEXT_HIDDEN,
-            intermediate_size=64,
-            projection_dim=_TEXT_HIDDEN,
-            num_hidden_layers=2,
-            num_attention_heads=4,
-            max_position_embeddings=77,
-            hidden_act="quick_gelu",
-            bos_token_id=0,
-            pad_token_id=1,
-            eos_token_id=2,
-        )
-    )
+    text_encoder = clip_text_encoder(len(tokenizer), _TEXT_HIDDEN, layers=2, heads=4)
     unet = UNet2DConditionModel(
         sample_size=8,  # latents of 64x64 images
         in_channels=4,
@@ -116,24 +100,50 @@ def write_stable_diffusion(folder: str | Path, *, seed: int = 0, clip_sample: bo
         sample_size=64,
         scaling_factor=SD_SCALING_FACTOR,
     )
-    pipeline = StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=_sd_scheduler(clip_sample),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipeline.save_pretrained(folder, safe_serialization=True)
-    # save_pretrained writes the tokenizer as tokenizer.json only, and cannot write clip_sample (not a PNDM
-    # setting); the hub ships vocab.json + merges.txt and SD 1.5's hand-kept scheduler config, written here.
-    for path in tokenizer_dir.iterdir():
-        path.unlink()
-    write_clip_tokenizer(tokenizer_dir)
+    save_sd_folder(folder, vae, text_encoder, tokenizer, unet, _sd_scheduler(clip_sample))
+    # save_pretrained cannot write clip_sample (not a PNDM setting): SD 1.5's hand-kept scheduler config, written here.
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(_sd_scheduler_config(clip_sample), indent=2))
     return folder
+
+
+def clip_text_encoder(vocab_size: int, hidden: int, layers: int, heads: int) -> Any:
+    """A small ``CLIPTextModel`` configured as Stable Diffusion 1.5's (random weights from torch's current seed)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    # SD 1.5's text encoder config keeps CLIP's legacy ids (bos 0, pad 1, eos 2): with eos_token_id == 2
+    # transformers pools at the highest token id, which is <|endoftext|> because it is last in the vocabulary.
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=vocab_size,
+            hidden_size=hidden,
+            intermediate_size=2 * hidden,
+            projection_dim=hidden,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
+            max_position_embeddings=77,
+            hidden_act="quick_gelu",
+            bos_token_id=0,
+            pad_token_id=1,
+            eos_token_id=2,
+        )
+    )
+
+
+def save_sd_folder(folder: Path, vae: Any, text_encoder: Any, tokenizer: Any, unet: Any, scheduler: Any) -> None:
+    """Write the components in Stable Diffusion's hub layout (``StableDiffusionPipeline.save_pretrained``, no safety checker).
+
+    save_pretrained writes the tokenizer as tokenizer.json alone; the hub ships vocab.json + merges.txt, written here.
+    """
+    from diffusers import StableDiffusionPipeline
+
+    pipeline = StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )  # fmt: skip
+    pipeline.save_pretrained(folder, safe_serialization=True)
+    for path in (folder / "tokenizer").iterdir():
+        path.unlink()
+    write_clip_tokenizer(folder / "tokenizer")
 
 
 def write_mit_classifier(folder: str | Path, *, seed: int = 0) -> Path:

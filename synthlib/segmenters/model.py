@@ -75,7 +75,7 @@ def load(path_or_id: str | Path, seed: int = 0) -> SegformerForSemanticSegmentat
     150) gives its encoder: the Cityscapes classes on a new decode head initialised from
     ``seed``, ``model.config.synthlib_init == "encoder"``, and a warning that says so.
     """
-    path_or_id = zoo.resolve(path_or_id) if zoo.is_zoo(path_or_id) else path_or_id
+    path_or_id = zoo.resolve(path_or_id)
     source = _source(path_or_id)
     try:
         config = AutoConfig.from_pretrained(source)

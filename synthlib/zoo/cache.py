@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -29,10 +29,14 @@ from synthlib.zoo.registry import ZooError, ZooModel, get
 ENV_VAR = "SYNTHLIB_ZOO"
 MANIFEST = "zoo.json"
 PREFIX = "zoo:"
-#: Where the code that decides zoo weights lives: the zoo's builders, minicity (the corpus), the label table and the
-#: segmenter definitions. The rest of a builder's import closure (profiles, runs, datasets; the zoo's registry, whose
-#: entries' configs are in the key themselves, and this cache) is bookkeeping whose edits would rebuild the zoo for nothing.
-WEIGHT_CODE = ("synthlib/zoo/", "synthlib/minicity/", "synthlib/labels.py", "synthlib/segmenters/model.py")
+#: Where the code that decides zoo weights lives: the zoo's builders, minicity (the corpus), the label table, the
+#: segmenter definitions and the tiny CLIP pieces. The rest of a builder's import closure (profiles, runs, datasets;
+#: the zoo's registry, whose entries' configs are in the key themselves, and this cache) is bookkeeping whose edits
+#: would rebuild the zoo for nothing.
+WEIGHT_CODE = (
+    "synthlib/zoo/", "synthlib/minicity/", "synthlib/labels.py", "synthlib/segmenters/model.py",
+    "synthlib/tiny_tokenizer.py", "synthlib/tiny_hub.py",  # the prior's vocabulary and text encoder
+)  # fmt: skip
 _BOOKKEEPING = ("synthlib/zoo/__init__.py", "synthlib/zoo/cache.py", "synthlib/zoo/registry.py")
 
 
@@ -121,7 +125,7 @@ def build(name: str, progress: bool = True, log: Callable[[str], None] = print) 
     return final
 
 
-def resolve(spec: str, progress: bool = True) -> str:
+def resolve(spec: Any, progress: bool = True) -> Any:
     """``zoo:NAME`` -> the folder of zoo model NAME (built when missing); any other spec is returned unchanged."""
     if not is_zoo(spec):
         return spec
@@ -145,7 +149,7 @@ def _write_manifest(model: ZooModel, out: Path, metrics: dict[str, Any], seconds
         "code": {"fingerprint": provenance.code_fingerprint(modules), "modules": modules},
         "git": provenance.git_revision(),
         "versions": provenance.package_versions(),
-        "built": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "built": datetime.now(UTC).isoformat(timespec="seconds"),
         "build_seconds": round(seconds, 1),
         "metrics": metrics,
         "files": provenance.listing(out),

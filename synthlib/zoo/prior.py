@@ -17,9 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import AutoencoderKL, DDPMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+from transformers import CLIPTokenizer
 
+from synthlib.tiny_hub import clip_text_encoder, save_sd_folder
 from synthlib.tiny_tokenizer import write_clip_tokenizer
 from synthlib.zoo import corpus, loop
 from synthlib.zoo.registry import ZooModel
@@ -46,7 +47,7 @@ def build(model: ZooModel, out: Path, checkpoints: Path, requires: dict[str, Pat
     ids = tokenizer(captions, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
                     return_tensors="pt").input_ids  # fmt: skip
     torch.manual_seed(cfg["seed"])
-    text_encoder = _text_encoder(cfg["text"], len(tokenizer))
+    text_encoder = clip_text_encoder(len(tokenizer), cfg["text"]["hidden_size"], cfg["text"]["layers"], cfg["text"]["heads"])
     unet = _unet(cfg["unet"], mean.shape[1:], cfg["text"]["hidden_size"])
     noise_schedule = scheduler(cfg["prediction"])
     scale = vae.config.scaling_factor
@@ -66,15 +67,7 @@ def build(model: ZooModel, out: Path, checkpoints: Path, requires: dict[str, Pat
 
     what = f"zoo {model.name}"
     history = loop.train(what, [unet, text_encoder], step, cfg["steps"], cfg["lr"], checkpoints, cfg["seed"], progress)
-    pipeline = StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=noise_schedule,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )  # fmt: skip
-    pipeline.save_pretrained(out, safe_serialization=True)
-    # save_pretrained writes the tokenizer as tokenizer.json alone; SD's hub folders hold vocab.json + merges.txt
-    for path in (out / "tokenizer").iterdir():
-        path.unlink()
-    write_clip_tokenizer(out / "tokenizer")
+    save_sd_folder(out, vae, text_encoder, tokenizer, unet, noise_schedule)
     (out / "captions.json").write_text(json.dumps(sorted({corpus.caption(c) for c in corpus.CONDITIONS}), indent=1))
     return {"final_loss": float(np.mean(history["loss"][-50:])), "latent_size": list(mean.shape[1:]),
             "median_step_seconds": float(np.median(history["step_seconds"])),
@@ -95,17 +88,6 @@ def _encode(vae: AutoencoderKL, images: np.ndarray) -> tuple[torch.Tensor, torch
 def _tokenizer(folder: Path) -> CLIPTokenizer:
     write_clip_tokenizer(folder)
     return CLIPTokenizer.from_pretrained(folder)
-
-
-def _text_encoder(cfg: dict[str, Any], vocab: int) -> CLIPTextModel:
-    # CLIP's legacy ids as in SD 1.5's config (bos 0, pad 1, eos 2): transformers then pools at the highest
-    # token id, <|endoftext|>, last in the vocabulary.
-    hidden = cfg["hidden_size"]
-    return CLIPTextModel(CLIPTextConfig(
-        vocab_size=vocab, hidden_size=hidden, intermediate_size=2 * hidden, projection_dim=hidden,
-        num_hidden_layers=cfg["layers"], num_attention_heads=cfg["heads"], max_position_embeddings=77,
-        hidden_act="quick_gelu", bos_token_id=0, pad_token_id=1, eos_token_id=2,
-    ))  # fmt: skip
 
 
 def _unet(cfg: dict[str, Any], latent: tuple[int, ...], text_hidden: int) -> UNet2DConditionModel:
