@@ -4,11 +4,13 @@
     python benchmarks/minicity_gap.py --seeds 0 1 2         # stability over worlds and initialisations
     python benchmarks/minicity_gap.py --run minicity-gap    # also write table minicity_gap into that run's tables
 
-Trains one small UNet per training domain (flat, game, real, and each source's scenes in
-real's look: the perfect translation) with the same budget and prints mIoU on real val and
-on each model's own val, the percentage of the oracle, the share of the gap that per-channel
-colour normalisation and perfect translation close, and whether minicity's promises hold
-(docs/design.md §4). A few minutes per seed on an idle 2-core CPU.
+Trains one small UNet per training domain (flat, game, real; each source in Lab colour
+transfer and in FDA to real images; each source's scenes in real's look: the perfect
+translation) with the same budget and prints mIoU on real val and on each model's own val,
+the percentage of the oracle, the share of the gap that per-channel colour normalisation,
+colour transfer, FDA and perfect translation close, and whether minicity's promises hold
+(docs/design.md §4). About ten minutes per seed on an idle 2-core CPU. The same
+decomposition with the run's own segmenter and budget: benchmarks/translation_ceiling.py.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import torch
 
 from synthlib import profiles, report, runs
 from synthlib.minicity.gap import check_requirements, measure_gap, summary
+from synthlib.translation import fourier
 
 
 def main() -> None:
@@ -34,6 +37,8 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="world and training seeds, one run each")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--no-translation", action="store_true", help="skip the two perfect-translation models")
+    ap.add_argument("--no-baselines", action="store_true", help="skip the Lab colour transfer and FDA models")
+    ap.add_argument("--fda-beta", type=float, default=profiles.load("default").i2i_fda_beta)
     ap.add_argument("--run", help="write the full table (all seeds, per-class IoU) as table minicity_gap of this run "
                     "directory, with its provenance; `synthlib results --run NAME` publishes it")
     args = ap.parse_args()
@@ -46,7 +51,10 @@ def main() -> None:
         start = time.perf_counter()
         table = measure_gap(args.height, args.width, args.n_train, args.n_val, args.steps, seed=seed,
                             batch_size=args.batch_size, threads=args.threads, log=lambda m: print("  " + m, flush=True),
-                            translation=not args.no_translation)
+                            translation=not args.no_translation,
+                            translators=None if args.no_baselines else {
+                                "Lab colour transfer": fourier.colour_transfer,
+                                "FDA": lambda images, refs: fourier.fda(images, refs, args.fda_beta)})
         print(f"\nseed {seed}: {args.height}x{args.width}, n_train {args.n_train}, n_val {args.n_val}, "
               f"{args.steps} steps x batch {args.batch_size}, {time.perf_counter() - start:.0f} s")
         print(summary(table).to_string())

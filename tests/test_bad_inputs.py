@@ -447,6 +447,16 @@ def test_20_corrupt_segmenter_weights_of_a_stage_or_a_folder(tmp_path):
     assert run_dir.stages("*/*/*/*") == [stage]  # nothing else was made
 
 
+def test_20c_road_distillation_without_a_pretrained_encoder_stops_before_training(tmp_path):
+    run_dir = runs.open("w", tmp_path)
+    cfg = profiles.load("smoke", seg_model="mit-tiny")
+    jobs = [("data/x", "supervised", None), ("data/x", "road", "data/y")]
+    with pytest.raises(ValueError, match=r"method 'road': ROAD-Net's distillation imitates a pretrained encoder, but "
+                                         r"seg_model 'mit-tiny' is a config with random weights"):
+        fit.fit_many(run_dir, cfg, jobs)
+    assert run_dir.stages("*/*/*/*") == []  # the supervised job did not train first
+
+
 def test_20b_corrupt_diffusion_weights_in_a_model_folder(tmp_path):
     folder = diffusion.save(diffusion.build("micro", (8, 16), "p", seed=0), tmp_path / "sd")
     unet = folder / "unet" / "diffusion_pytorch_model.safetensors"

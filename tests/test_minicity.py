@@ -253,3 +253,29 @@ def test_mix_corpus_draws_a_new_look_per_image_deterministically_with_perfect_la
     # the corpus sees every weather, on the clear scene's labels
     fog = generate(0, "mix", 1, 64, 128, condition="fog")
     assert np.array_equal(fog.label, a.label) and np.abs(fog.image.astype(int) - a.image).mean() > 5
+
+
+def test_gap_decomposition_trains_a_row_per_source_and_translator():
+    from synthlib.minicity.gap import check_requirements, measure_gap
+
+    seen = []
+
+    def swap_in_target(images, references):  # a "translation" that hands back the target's own images
+        seen.append((images.shape, references.copy()))
+        return references
+
+    table = measure_gap(32, 64, n_train=6, n_val=4, steps=2, batch_size=2, base_width=8, threads=1,
+                        translation=False, translators={"swap": swap_in_target})
+    real = MiniCity("real", "train", 6, 32, 64, seed=0).arrays()[0]
+    assert len(seen) == 2 and all(shape == (6, 32, 64, 3) for shape, _ in seen)
+    # every reference is one of the target's training images, each used once
+    refs = seen[0][1]
+    assert sorted(int(np.flatnonzero([np.array_equal(r, x) for x in real])[0]) for r in refs) == list(range(6))
+    oracle = float(table.loc[(table.trained_on == "real") & (table.evaluated_on == "real"), "mIoU"].iloc[0])
+    for style in ("flat", "game"):
+        src = float(table.loc[(table.trained_on == style) & (table.input_norm == "source"), "mIoU"].iloc[0])
+        row = table.loc[table.trained_on == f"{style}+swap"].iloc[0]
+        assert row.evaluated_on == "real" and row.input_norm == "translated"
+        assert row.gap_closed == pytest.approx((row.mIoU - src) / (oracle - src))
+    checks = check_requirements(table)
+    assert {"flat: swap closes <= 25 %", "game: swap closes <= 25 %"} <= set(checks)

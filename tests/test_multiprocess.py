@@ -87,7 +87,7 @@ def stage2():
 def segmenter():
     s = TrainSettings(steps=steps["segmenter"], batch_size=2, grad_accum=2, warmup_steps=1, crop=(32, 64),
                       mixed_precision=False, checkpoint_every=0, advent=True, road_dst=True, road_spt=True)
-    return train_segmenter(build_segmenter("mit-tiny-s2", seed=0), source, s, target=target, progress=False)
+    return train_segmenter(build_segmenter("zoo:mit-tiny-s2", seed=0), source, s, target=target, progress=False)
 
 def cyclegan():
     s = CycleGANSettings(ngf=8, ndf=8, blocks=1, disc_layers=2, steps=steps["cyclegan"], decay_steps=2, batch_size=2,

@@ -6,9 +6,15 @@ import numpy as np
 import pytest
 import torch
 from accelerate import Accelerator
-from transformers import BertConfig, SegformerConfig, SegformerForImageClassification, SegformerForSemanticSegmentation
+from transformers import (
+    BertConfig,
+    SegformerConfig,
+    SegformerForImageClassification,
+    SegformerForSemanticSegmentation,
+    SegformerModel,
+)
 
-from synthlib import segmenters
+from synthlib import segmenters, zoo
 from synthlib.datasets import Dataset, Sample
 from synthlib.labels import CLASS_NAMES, IGNORE
 from synthlib.metrics import ConfusionMatrix
@@ -16,7 +22,7 @@ from synthlib.segmenters import TrainSettings, uda
 from synthlib.segmenters import model as segmenter_model
 from synthlib.segmenters.infer import logits
 from synthlib.segmenters.model import ModelError
-from synthlib.segmenters.train import augment, lr_schedule, rcs_weights
+from synthlib.segmenters.train import _pretrained_encoder, augment, lr_schedule, rcs_weights
 
 
 class Stripes(Dataset):
@@ -91,6 +97,57 @@ def test_road_grid_cells_follow_the_crop_in_the_full_image():
     assert (uda.grid_cells(box, (4, 8), grid) == 2).all()
 
 
+def test_road_distillation_is_the_mean_l2_norm_per_position_as_in_the_paper():
+    features = torch.zeros(1, 2, 1, 2)
+    reference = torch.zeros(1, 2, 1, 2)
+    features[0, :, 0, 0] = torch.tensor([3.0, 4.0])  # one position 5 away, the other on its reference
+    assert uda.distillation_loss(features, reference).item() == pytest.approx(2.5)  # not the MSE, 25 / 4
+    features.requires_grad_(True)
+    uda.distillation_loss(features, reference).backward()
+    assert torch.allclose(features.grad[0, :, 0, 0], torch.tensor([0.3, 0.4]))  # unit direction / N
+    assert torch.isfinite(features.grad).all()  # a position on its reference has no NaN gradient
+
+
+def test_road_spatial_loss_sums_each_regions_mean_over_independent_classifiers():
+    grid, channels = 3, 4
+    spatial = uda.SpatialDomainClassifier(channels, grid, width=8)
+    assert len(spatial.heads) == grid * grid and len({id(h[0].weight) for h in spatial.heads}) == grid * grid
+    for head in spatial.heads:  # every classifier says 50/50: each region's mean BCE is log 2
+        torch.nn.init.zeros_(head[2].weight)
+        torch.nn.init.zeros_(head[2].bias)
+    features = torch.randn(2, channels, 6, 12)
+    full = torch.tensor([[0.0, 0.0, 1.0, 1.0, 0.0]] * 2)  # whole images: all nine regions present
+    target = torch.ones(2)
+    assert spatial(features, full, target).item() == pytest.approx(grid * grid * math.log(2), rel=1e-6)
+    corner = torch.tensor([[0.0, 0.0, 1 / 3, 1 / 3, 0.0]] * 2)  # crops inside region 0 only
+    assert spatial(features, corner, target).item() == pytest.approx(math.log(2), rel=1e-6)
+    # a source and a target image: each domain's mean per region, summed
+    assert spatial(features, full, torch.tensor([0.0, 1.0])).item() == pytest.approx(2 * grid * grid * math.log(2), rel=1e-6)
+    # region 0's classifier sees only region 0: moving it changes only that region's term
+    torch.nn.init.constant_(spatial.heads[0][2].bias, 2.0)
+    expected = (grid * grid - 1) * math.log(2) + torch.nn.functional.softplus(torch.tensor(-2.0)).item()
+    assert spatial(features, full, target).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_road_distils_to_the_pretrained_encoder_and_refuses_random_weights():
+    settings = TrainSettings(steps=3, checkpoint_every=0, road_dst=True, mixed_precision=False, **FAST)
+    with pytest.raises(ValueError, match="pretrained encoder.*zoo:mit-b0"):
+        segmenters.train(segmenters.build("mit-tiny-s2"), Stripes(8, 0), settings, target=Stripes(8, 1, tint=30), progress=False)
+    with pytest.warns(UserWarning, match="decode head is new"):
+        model = segmenters.build("zoo:mit-tiny-s2", seed=0)
+    pretrained = {k: v.clone() for k, v in model.segformer.state_dict().items()}
+    reference = _pretrained_encoder(model)
+    assert type(reference).__name__ == "SegformerModel" and not reference.training  # the encoder alone, frozen
+    assert not any(p.requires_grad for p in reference.parameters())
+    history = segmenters.train(model, Stripes(8, 0), settings, target=Stripes(8, 1, tint=30), progress=False)
+    assert len(history["road_dst"]) == 3 and all(0 < v < 1e3 for v in history["road_dst"])
+    moved = [k for k, v in pretrained.items() if not torch.equal(v, model.segformer.state_dict()[k])]
+    assert moved  # training moved the encoder; the copy it imitates stays the zoo's
+    assert all(torch.equal(v, reference.state_dict()[k]) for k, v in pretrained.items())
+    zoo_encoder = SegformerModel.from_pretrained(zoo.resolve("zoo:mit-tiny-s2"))  # the zoo's weights, read afresh
+    assert all(torch.equal(v, zoo_encoder.state_dict()[k]) for k, v in reference.state_dict().items())
+
+
 def test_rare_class_sampling_prefers_images_with_rare_classes():
     presence = np.array([[1, 0], [1, 0], [1, 0], [1, 1]], bool)  # class 1 rare: one image
     weights = rcs_weights(presence, np.array([0.99, 0.01]), temperature=0.1)
@@ -133,15 +190,16 @@ def test_tiny_training_lowers_the_loss_and_beats_a_constant_predictor():
 def test_resume_from_a_checkpoint_equals_an_uninterrupted_run(tmp_path, switches):
     settings = TrainSettings(steps=4, checkpoint_every=2, **FAST, **switches)
     target = Stripes(12, 1, tint=30) if switches else None
-    reference = segmenters.build("mit-tiny-s2", seed=0)
+    spec = "zoo:mit-tiny-s2" if switches else "mit-tiny-s2"  # ROAD's distillation needs a pretrained encoder
+    reference = segmenters.build(spec, seed=0)
     segmenters.train(reference, Stripes(12, 0), settings, target=target, progress=False)
 
-    interrupted = segmenters.build("mit-tiny-s2", seed=0)
+    interrupted = segmenters.build(spec, seed=0)
     # accelerate's loader reads one batch ahead: the 13th sample is read in step 3, after the step-2 checkpoint
     with pytest.raises(KeyboardInterrupt):
         segmenters.train(interrupted, Stripes(12, 0, fail_after=3 * 4), settings, target=target, checkpoints=tmp_path, progress=False)
     assert [p.name for p in tmp_path.glob("step-*")] == ["step-2"]
-    resumed = segmenters.build("mit-tiny-s2", seed=0)
+    resumed = segmenters.build(spec, seed=0)
     history = segmenters.train(resumed, Stripes(12, 0), settings, target=target, checkpoints=tmp_path, progress=False)
     assert len(history["source"]) == 4
     assert torch.allclose(_weights(resumed), _weights(reference), atol=1e-6)

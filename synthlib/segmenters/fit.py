@@ -124,6 +124,12 @@ def _fit_stage(run_dir: RunDir, cfg: Profile, train_set: str, method: str, targe
     s = settings(cfg, method)
     if s.needs_target and target is None:
         raise ValueError(f"method {method!r} adapts to a target: pass target= a dataset stage such as 'data/real'")
+    if s.road_dst and cfg.seg_model in ARCHITECTURES:  # fails before fit_many trains anything
+        raise ValueError(
+            f"method {method!r}: ROAD-Net's distillation imitates a pretrained encoder, but seg_model {cfg.seg_model!r} "
+            "is a config with random weights; set seg_model to a pretrained one ('zoo:mit-b0', 'nvidia/mit-b5', a "
+            "SegFormer folder) or leave road_dst and road out of uda_methods"
+        )
     target = target if s.needs_target else None
     inputs = [train_set] + ([target] if target else [])
     params = {"model": cfg.seg_model, "train_set": train_set, "target": target, "settings": recorded(s)}

@@ -159,6 +159,21 @@ def train(
 # --- the model and its UDA companions -----------------------------------------------------
 
 
+def _pretrained_encoder(model: torch.nn.Module) -> torch.nn.Module:
+    """A frozen copy of the pretrained encoder ``model`` starts from: ROAD-Net's distillation target.
+
+    ROAD imitates the ImageNet model's features; a segmenter built from a named config has no
+    pretrained encoder, and imitating its random initial features would only hold it back.
+    """
+    if getattr(model.config, "synthlib_init", None) == "config":
+        raise ValueError(
+            "ROAD-Net's target-guided distillation (road_dst) imitates the features of a pretrained encoder, but this "
+            "segmenter starts from random weights (a named config); build it from a pretrained one (seg_model "
+            "'zoo:mit-b0', a hub id such as 'nvidia/mit-b5', or a SegFormer folder)"
+        )
+    return uda.MeanTeacher(model.segformer, alpha=1.0).model  # frozen, eval mode
+
+
 class _Parts:
     """The segmenter plus whatever the enabled UDA terms need, and their losses."""
 
@@ -168,9 +183,7 @@ class _Parts:
         channels = model.config.hidden_sizes[-1]
         self.disc = uda.EntropyDiscriminator(NUM_CLASSES) if settings.advent else None
         self.spatial = uda.SpatialDomainClassifier(channels, settings.road_grid) if settings.road_spt else None
-        self.reference = None
-        if settings.road_dst:
-            self.reference = uda.MeanTeacher(model, alpha=1.0).model  # a frozen copy of the initial weights
+        self.reference = _pretrained_encoder(model) if settings.road_dst else None
         self.teacher = uda.MeanTeacher(model, settings.st_ema) if settings.self_training else None
         self._disc_inputs: tuple[torch.Tensor, torch.Tensor] | None = None
 
@@ -203,8 +216,6 @@ class _Parts:
         losses = {"source": F.cross_entropy(logits_s, src["label"].long(), ignore_index=IGNORE)}
         if tgt is None:
             return losses
-        if s.road_spt:
-            losses["road_spt"] = s.road_spt_weight * self.spatial(out.hidden_states[-1], src["box"], 0.0)
         if s.advent or s.road_dst or s.road_spt:
             out_t = self.model(pixel_values=normalise(tgt["image"]), output_hidden_states=s.road_dst or s.road_spt)
             if s.advent:
@@ -218,10 +229,12 @@ class _Parts:
                 self._disc_inputs = (torch.softmax(out.logits, 1).detach(), prob_t.detach())
             if s.road_dst:
                 with torch.no_grad():
-                    reference = self.reference(pixel_values=normalise(tgt["image"]), output_hidden_states=True).hidden_states[-1]
+                    reference = self.reference(pixel_values=normalise(tgt["image"])).last_hidden_state
                 losses["road_dst"] = s.road_dst_weight * uda.distillation_loss(out_t.hidden_states[-1], reference)
-            if s.road_spt:
-                losses["road_spt"] = losses["road_spt"] + s.road_spt_weight * self.spatial(out_t.hidden_states[-1], tgt["box"], 1.0)
+            if s.road_spt:  # both domains in one call: each classifier's parameters are used once a step
+                features = torch.cat([out.hidden_states[-1], out_t.hidden_states[-1]])
+                domain = torch.cat([torch.zeros(len(src["box"])), torch.ones(len(tgt["box"]))]).to(features.device)
+                losses["road_spt"] = s.road_spt_weight * self.spatial(features, torch.cat([src["box"], tgt["box"]]), domain)
         if s.self_training:
             losses["self_training"] = self._self_training_loss(src, tgt, step)
         return losses

@@ -2,10 +2,11 @@
 
 - ADVENT (Vu et al., 2019): entropy minimisation on target predictions and an
   adversarial discriminator on their weighted self-information maps.
-- ROAD-Net (Chen et al., 2018): target-guided distillation (L2 to the features
-  of a frozen copy of the initial model) and spatial-aware adaptation (one
-  domain classifier per cell of a grid over the full image, behind a
-  gradient-reversal layer).
+- ROAD-Net (Chen et al., 2018, eqs. 1-3): target-guided distillation (the L2
+  norm of each position's difference to the features of the frozen pretrained
+  encoder, averaged over positions) and spatial-aware adaptation (the sum over
+  the cells of a grid over the full image of each cell's mean domain loss, one
+  independent classifier per cell, behind a gradient-reversal layer).
 - Self-training (DAFormer-style): a mean-teacher labels target crops; the
   student learns from them weighted by the teacher's confidence, optionally on
   ClassMix images that paste half of the source classes onto the target.
@@ -100,28 +101,44 @@ def grid_cells(box: torch.Tensor, size: tuple[int, int], grid: int) -> torch.Ten
 
 
 class SpatialDomainClassifier(nn.Module):
-    """ROAD's spatial-aware adaptation: one domain classifier per grid cell, behind a GRL."""
+    """ROAD's spatial-aware adaptation: M = grid x grid independent domain classifiers, one per region, behind a GRL."""
 
     def __init__(self, channels: int, grid: int = 3, width: int = 64) -> None:
         super().__init__()
         self.grid = grid
-        # One 1x1-conv head with grid*grid outputs = grid*grid independent classifiers.
-        self.heads = nn.Sequential(nn.Conv2d(channels, width, 1), nn.ReLU(inplace=True), nn.Conv2d(width, grid * grid, 1))
+        # Independent classifiers, each with its own hidden layer, as the paper's D_m.
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Linear(channels, width), nn.ReLU(inplace=True), nn.Linear(width, 1)) for _ in range(grid * grid)
+        )
 
-    def forward(self, features: torch.Tensor, box: torch.Tensor, domain: float, scale: float = 1.0) -> torch.Tensor:
-        """BCE of each location's own-cell classifier against ``domain``; gradients reach the features reversed.
+    def forward(self, features: torch.Tensor, box: torch.Tensor, domain: torch.Tensor, scale: float = 1.0) -> torch.Tensor:
+        """L_spt = sum over regions m and domains of the mean BCE of classifier m on region m's positions.
 
-        The loss is the forward pass, so that a DDP-wrapped classifier (``accelerate launch``) is called through DDP.
+        ``domain`` holds each image's domain (0 source, 1 target): one call takes both domains'
+        features, so that under DDP (``accelerate launch``) every parameter is used once per
+        step. Regions the crops do not reach add nothing. Gradients reach the features reversed.
         """
-        logits = self.heads(grad_reverse(features, scale))  # N x G*G x h x w
+        positions = grad_reverse(features, scale).permute(0, 2, 3, 1)  # N x h x w x C
         cells = grid_cells(box, features.shape[2:], self.grid)
-        own = logits.gather(1, cells[:, None]).squeeze(1)
-        return domain_bce(own, domain)
+        domains = domain.float()[:, None, None].expand_as(cells)
+        loss = features.new_zeros(())
+        for m, head in enumerate(self.heads):
+            where = cells == m
+            if not where.any():
+                continue
+            logits, labels = head(positions[where]).squeeze(1), domains[where]
+            for d in labels.unique():
+                same = labels == d
+                loss = loss + F.binary_cross_entropy_with_logits(logits[same], labels[same])
+        return loss
 
 
 def distillation_loss(features: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """ROAD's target-guided distillation: mean squared distance to the frozen model's features."""
-    return F.mse_loss(features, reference.detach())
+    """ROAD's target-guided distillation (eq. 1): 1/N sum_ij ||x_ij - z_ij||_2 over the N positions (NxCxhxw).
+
+    The L2 norm of each position's feature difference, not its square, so lambda_1 = 0.1 weighs what it weighs in the paper.
+    """
+    return torch.linalg.vector_norm(features - reference.detach(), dim=1).mean()
 
 
 # --- Self-training ------------------------------------------------------------------------

@@ -1,0 +1,32 @@
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _benchmark(name):
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_translation_ceiling_decomposes_the_gap_per_seed():
+    ceiling = _benchmark("translation_ceiling")
+    index = pd.MultiIndex.from_tuples([("flat", "source only"), ("flat", "Lab colour transfer"), ("flat", "FDA"),
+                                       ("flat", "perfect translation"), ("", "oracle")])
+    per_seed = pd.DataFrame({"seed 0": [20.0, 22.0, 19.0, 38.0, 40.0], "seed 1": [10.0, 12.0, 10.0, 25.0, 30.0]}, index)
+    table = ceiling.decompose(per_seed)
+    assert table.loc[("flat", "source only"), "mean"] == pytest.approx(15.0)
+    assert table.loc[("", "oracle"), "std"] == pytest.approx(pd.Series([40.0, 30.0]).std())
+    # per seed: colour closes 2/20 and 2/20, FDA -1/20 and 0/20, perfect 18/20 and 15/20 of the gap
+    assert table.loc[("flat", "Lab colour transfer"), "gap closed (%)"] == pytest.approx(10.0)
+    assert table.loc[("flat", "Lab colour transfer"), "gap closed std"] == pytest.approx(0.0)
+    assert table.loc[("flat", "FDA"), "gap closed (%)"] == pytest.approx(-2.5)
+    assert table.loc[("flat", "perfect translation"), "gap closed (%)"] == pytest.approx(82.5)
+    assert table.loc[("flat", "source only"), "gap closed (%)"] == pytest.approx(0.0)
+    assert pd.isna(table.loc[("", "oracle"), "gap closed (%)"])
+    assert list(table.index.names) == ["source", "training data"]
