@@ -90,15 +90,7 @@ def train(
         raise ValueError("the UDA switches (advent, road_dst, road_spt, self_training) need a target dataset")
     if len(source) == 0:
         raise ValueError(f"training set {getattr(source, 'name', '')!r} is empty")
-    # ADVENT and ROAD (spt) train domain discriminators beside the segmenter, and ADVENT freezes its own
-    # (requires_grad toggled on a DDP-wrapped module) for the adversarial term: let DDP allow parameters
-    # without gradients. In one process there is no DDP and this changes nothing.
-    discriminators = settings.advent or settings.road_spt
-    accelerator = Accelerator(
-        mixed_precision="fp16" if settings.mixed_precision and torch.cuda.is_available() else "no",
-        gradient_accumulation_steps=settings.grad_accum,
-        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if discriminators else [],
-    )
+    accelerator = _accelerator(settings)
     set_seed(settings.seed)
     crop = tuple(settings.crop) if settings.crop else source[0].image.shape[:2]
     micro_batches = settings.steps * settings.grad_accum
@@ -123,10 +115,8 @@ def train(
     history: dict[str, list[float]] = {}
     start = checkpoints_io.resume(accelerator, checkpoints, history, what="segmenter training")
     guard = checkpoints_io.Guard("segmenter training", checkpoints, settings.steps, accelerator)  # NaN stops here
-    src_iter = iter(accelerator.skip_first_batches(src_loader, start * settings.grad_accum) if start else src_loader)
-    tgt_iter = None
-    if tgt_loader is not None:
-        tgt_iter = iter(accelerator.skip_first_batches(tgt_loader, start * settings.grad_accum) if start else tgt_loader)
+    src_iter = _batches_from(accelerator, src_loader, start * settings.grad_accum)
+    tgt_iter = _batches_from(accelerator, tgt_loader, start * settings.grad_accum) if tgt_loader is not None else None
 
     model.train()
     bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc="train segmenter", disable=not (progress and accelerator.is_main_process))
@@ -154,6 +144,23 @@ def train(
     guard.finish(settings.steps, model.parameters())  # the last update may have made them NaN: never hand those on
     model.eval()
     return history
+
+
+def _accelerator(settings: TrainSettings) -> Accelerator:
+    # ADVENT and ROAD (spt) train domain discriminators beside the segmenter, and ADVENT freezes its own
+    # (requires_grad toggled on a DDP-wrapped module) for the adversarial term: let DDP allow parameters
+    # without gradients. In one process there is no DDP and this changes nothing.
+    discriminators = settings.advent or settings.road_spt
+    return Accelerator(
+        mixed_precision="fp16" if settings.mixed_precision and torch.cuda.is_available() else "no",
+        gradient_accumulation_steps=settings.grad_accum,
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)] if discriminators else [],
+    )
+
+
+def _batches_from(accelerator: Accelerator, loader, skip: int):
+    """An iterator over ``loader`` after its first ``skip`` batches: where a resumed run left off."""
+    return iter(accelerator.skip_first_batches(loader, skip) if skip else loader)
 
 
 # --- the model and its UDA companions -----------------------------------------------------
