@@ -22,7 +22,7 @@ from synthlib.segmenters import TrainSettings, uda
 from synthlib.segmenters import model as segmenter_model
 from synthlib.segmenters.infer import logits
 from synthlib.segmenters.model import ModelError
-from synthlib.segmenters.train import _pretrained_encoder, augment, lr_schedule, rcs_weights
+from synthlib.segmenters.train import _Parts, augment, lr_schedule, rcs_weights
 
 
 class Stripes(Dataset):
@@ -136,7 +136,7 @@ def test_road_distils_to_the_pretrained_encoder_and_refuses_random_weights():
     with pytest.warns(UserWarning, match="decode head is new"):
         model = segmenters.build("zoo:mit-tiny-s2", seed=0)
     pretrained = {k: v.clone() for k, v in model.segformer.state_dict().items()}
-    reference = _pretrained_encoder(model)
+    reference = _Parts(model, settings).reference  # what the training loop distils to
     assert type(reference).__name__ == "SegformerModel" and not reference.training  # the encoder alone, frozen
     assert not any(p.requires_grad for p in reference.parameters())
     history = segmenters.train(model, Stripes(8, 0), settings, target=Stripes(8, 1, tint=30), progress=False)
