@@ -17,7 +17,12 @@ MEANS = {"mIoU": tuple(range(NUM_CLASSES)), "mIoU16": SYNTHIA16, "mIoU13": SYNTH
 
 
 class ConfusionMatrix:
-    """Accumulates (ground truth, prediction) pixel counts; ``table()`` turns them into IoUs."""
+    """Accumulates (ground truth, prediction) pixel counts; ``table()`` turns them into IoUs.
+
+    Its IoUs and means equal cityscapesScripts' exactly (tests/test_metrics.py runs the
+    reference on the same images). It is kept because the reference reads labelId PNGs from
+    disk one at a time, while the stages stream batches of trainId predictions in memory.
+    """
 
     def __init__(self, num_classes: int = NUM_CLASSES, ignore_index: int = IGNORE) -> None:
         if num_classes != NUM_CLASSES:

@@ -341,6 +341,11 @@ def test_frechet_distance_of_gaussians():
     assert scores.frechet_distance(scores.statistics(a), scores.statistics(b)) == pytest.approx(4.0, abs=0.25)
     c = rng.normal(0, 2, (4000, 3))  # same mean, std 2: tr(1 + 4 - 2*2) = 1 per dimension
     assert scores.frechet_distance(scores.statistics(a), scores.statistics(c)) == pytest.approx(3.0, abs=0.3)
+    few = rng.normal(0, 1, (8, 64)), rng.normal(0.5, 1, (8, 64))  # singular covariances: still a real, finite number
+    assert np.isfinite(scores.frechet_distance(scores.statistics(few[0]), scores.statistics(few[1])))
+    indefinite = (np.zeros(2), np.diag([1.0, -1.0]))  # not a covariance: its square root is imaginary
+    with pytest.raises(ValueError, match="not real"):
+        scores.frechet_distance((np.zeros(2), np.eye(2)), indefinite)
 
 
 def test_profile_diffusion_fields_make_settings():

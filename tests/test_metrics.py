@@ -57,3 +57,36 @@ def test_bad_shapes_and_values_are_rejected():
         ConfusionMatrix().update(np.zeros((2, 2)), np.zeros((2, 3)))
     with pytest.raises(ValueError, match="label holds values"):
         ConfusionMatrix().update(np.zeros(2, np.uint8), np.array([0, 19], np.uint8))
+
+
+def test_ious_and_means_equal_cityscapes_scripts_on_label_id_images(tmp_path):
+    """The reference evaluation, run on the same predictions written as Cityscapes labelId PNGs."""
+    import copy
+
+    from cityscapesscripts.evaluation import evalPixelLevelSemanticLabeling as reference
+    from cityscapesscripts.helpers.labels import trainId2label
+    from PIL import Image
+
+    args = copy.copy(reference.args)
+    args.evalInstLevelScore, args.evalPixelAccuracy, args.quiet = False, False, True
+    matrix = reference.generateMatrix(args)
+    label_id = np.zeros(256, np.uint8)  # 255 -> 0 ("unlabeled", ignored in evaluation)
+    label_id[:19] = [trainId2label[t].id for t in range(19)]
+    rng = np.random.default_rng(0)
+    ours = ConfusionMatrix()
+    for i in range(3):
+        gt = rng.integers(0, 19, (32, 64))
+        gt[rng.random(gt.shape) < 0.2] = 255
+        gt[(gt == 5) | (gt == 7)] = 255  # pole absent everywhere; traffic sign only predicted
+        pred = np.where(rng.random(gt.shape) < 0.6, gt.clip(0, 18), rng.integers(0, 19, gt.shape))
+        pred[pred == 5] = 6
+        ours.update(pred, gt)
+        files = [tmp_path / f"{i}_{kind}_labelIds.png" for kind in ("pred", "gt")]
+        for file, array in zip(files, (pred, gt), strict=True):
+            Image.fromarray(label_id[array]).save(file)
+        reference.evaluatePair(str(files[0]), str(files[1]), matrix, None, {}, args)
+    expected = {trainId2label[t].name: reference.getIouScoreForLabel(trainId2label[t].id, matrix, args) for t in range(19)}
+    iou = ours.iou() / 100
+    assert np.isnan(iou[5]) and iou[7] == 0  # the two edge cases are there
+    np.testing.assert_allclose(iou, list(expected.values()), rtol=1e-12, equal_nan=True)
+    assert ours.miou() / 100 == pytest.approx(reference.getScoreAverage(expected, args), rel=1e-12)

@@ -155,6 +155,23 @@ def test_rare_class_sampling_prefers_images_with_rare_classes():
     assert weights[3] > 0.9 and weights[0] == pytest.approx(weights[1])
 
 
+def test_mean_teacher_warms_up_then_averages_and_copies_batch_norm_statistics():
+    student = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    teacher = uda.MeanTeacher(student, alpha=0.9)
+    expected = float(student[0].weight)
+    for step, w in enumerate([1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0, 2048.0]):
+        with torch.no_grad():
+            student[0].weight.fill_(w)
+            student[1].running_mean.fill_(w)
+        teacher.update(student)
+        alpha = min(1 - 1 / (step + 1), 0.9)  # 0 (a copy), 1/2, 2/3, ... then the decay itself from step 10
+        expected = alpha * expected + (1 - alpha) * w
+        assert float(teacher.model.module[0].weight) == pytest.approx(expected, rel=1e-6)
+        assert float(teacher.model.module[1].running_mean) == w  # the student's own statistics
+    assert int(teacher.model.n_averaged) == 12  # in its state dict, so a resumed run continues the warm-up
+    assert not any(p.requires_grad for p in teacher.model.parameters())
+
+
 def test_class_mix_pastes_half_the_source_classes():
     src_img = torch.full((1, 4, 4, 3), 200, dtype=torch.uint8)
     tgt_img = torch.zeros((1, 4, 4, 3), dtype=torch.uint8)
@@ -295,11 +312,16 @@ def _lrs(settings: TrainSettings, num_processes: int, monkeypatch) -> list[float
 @pytest.mark.parametrize("grad_accum", [1, 2])
 def test_the_learning_rate_schedule_is_that_of_one_process_on_any_number(monkeypatch, grad_accum):
     settings = TrainSettings(steps=10, warmup_steps=3, lr=1.0, grad_accum=grad_accum)
-    per_step = [(k + 1) / 3 if k < 3 else 1 - k / 10 for k in range(10)]  # linear warm-up, then poly (power 1) to 0
+    # transformers' schedule: linear warm-up from 0, then poly (power 1) from the warm-up's end to 0 at the last step
+    per_step = [k / 3 if k < 3 else 1 - (k - 3) / 7 for k in range(10)]
     expected = np.repeat(per_step, grad_accum)
     one, two = _lrs(settings, 1, monkeypatch), _lrs(settings, 2, monkeypatch)
     assert one == pytest.approx(expected) and two == pytest.approx(expected)
-    assert two[-1] == pytest.approx(0.1)  # the last step: lr / steps, not a schedule that ran out halfway
+    assert two[-1] == pytest.approx(1 / 7)  # the last step: one decay step left, not a schedule that ran out halfway
+    squared = _lrs(TrainSettings(steps=10, warmup_steps=3, lr=1.0, poly_power=2.0), 2, monkeypatch)
+    assert squared == pytest.approx([k / 3 if k < 3 else (1 - (k - 3) / 7) ** 2 for k in range(10)])
+    short = _lrs(TrainSettings(steps=3, warmup_steps=50, lr=1.0), 1, monkeypatch)  # the warm-up shortened to fit
+    assert short == pytest.approx([0, 0.5, 1.0])
 
 
 def test_models_go_to_the_device_accelerate_would_use(monkeypatch):

@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -132,6 +134,11 @@ def test_lab_conversion_matches_reference_values_and_round_trips():
     assert np.allclose(lab, [[100, 0, 0], [53.24, 80.09, 67.20], [0, 0, 0]], atol=0.02)
     rgb = np.random.default_rng(2).integers(0, 256, (500, 3), dtype=np.uint8)
     assert np.abs(fourier.lab_to_rgb(fourier.rgb_to_lab(rgb)).astype(int) - rgb).max() <= 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # out of gamut is clipped quietly: colour transfer leaves it on purpose
+        clipped = fourier.lab_to_rgb(np.array([[50.0, 200.0, -200.0], [120.0, 0, 0], [-10.0, 0, 0]]))
+    assert clipped[0, 1] == 0 and clipped[0, 2] == 255 and clipped[0, 0] > 150  # a saturated purple, clipped
+    assert clipped[1].tolist() == [255] * 3 and clipped[2].tolist() == [0] * 3  # brighter than white, darker than black
 
 
 # --- CycleGAN training --------------------------------------------------------------------

@@ -81,14 +81,38 @@ def statistics(feats: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def frechet_distance(a: tuple[np.ndarray, np.ndarray], b: tuple[np.ndarray, np.ndarray]) -> float:
-    """Fréchet distance between Gaussians (mean, covariance): |m1-m2|^2 + tr(S1 + S2 - 2 (S1 S2)^1/2)."""
+    """Fréchet distance between Gaussians (mean, covariance): |m1-m2|^2 + tr(S1 + S2 - 2 (S1 S2)^1/2).
+
+    scipy's matrix square root with pytorch-fid's safeguards (regularise a singular product,
+    refuse a result with a large imaginary part). torchmetrics' FID is not used: its public
+    API owns the feature extractor and the running sums, while the stages cache a reference's
+    (mean, covariance) once per run and score many image sets against it.
+    """
     (m1, s1), (m2, s2) = a, b
     covmean = linalg.sqrtm(s1 @ s2)
-    if not np.isfinite(covmean).all():  # singular product (few samples): regularise, as FID implementations do
+    if _imaginary_share(covmean) > IMAGINARY_TOLERANCE:  # singular product (few samples): regularise, as FID does
         eps = np.eye(len(s1)) * 1e-6
         covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
+    share = _imaginary_share(covmean)
+    if share > IMAGINARY_TOLERANCE:
+        raise ValueError(
+            f"Fréchet distance: the square root of the covariance product is not real (imaginary part {share:.2g} of its "
+            f"trace, tolerance {IMAGINARY_TOLERANCE}); the feature statistics are degenerate: score more images"
+        )
     covmean = np.real(covmean)
     return float(((m1 - m2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean))
+
+
+#: The largest imaginary part of (S1 S2)^1/2's diagonal, as a share of its trace, that rounding explains.
+IMAGINARY_TOLERANCE = 1e-3
+
+
+def _imaginary_share(covmean: np.ndarray) -> float:
+    if not np.isfinite(covmean).all():
+        return float("inf")
+    if not np.iscomplexobj(covmean):
+        return 0.0
+    return float(np.abs(np.diagonal(covmean).imag).max() / max(abs(np.trace(covmean.real)), 1e-12))
 
 
 def appearance(

@@ -9,6 +9,7 @@ resumes from a checkpoint sees exactly the batches an uninterrupted run sees.
 
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -21,6 +22,7 @@ from accelerate import Accelerator
 from accelerate.utils import DistributedDataParallelKwargs, set_seed
 from PIL import Image
 from tqdm.auto import tqdm
+from transformers import get_polynomial_decay_schedule_with_warmup
 
 from synthlib import checkpoints as checkpoints_io
 from synthlib.datasets import Dataset
@@ -132,7 +134,7 @@ def train(
                 if disc_optimizer is not None:
                     losses["disc"] = parts.discriminator_step(disc_optimizer, accelerator)
         if parts.teacher is not None:
-            parts.teacher.update(accelerator.unwrap_model(model), step)
+            parts.teacher.update(accelerator.unwrap_model(model))
         for key, value in losses.items():
             history.setdefault(key, []).append(float(value.detach()) if torch.is_tensor(value) else float(value))
         guard.check(step, {key: history[key][-1] for key in losses}, model.parameters)
@@ -178,7 +180,7 @@ def _pretrained_encoder(model: torch.nn.Module) -> torch.nn.Module:
             "segmenter starts from random weights (a named config); build it from a pretrained one (seg_model "
             "'zoo:mit-b0', a hub id such as 'nvidia/mit-b5', or a SegFormer folder)"
         )
-    return uda.MeanTeacher(model.segformer, alpha=1.0).model  # frozen, eval mode
+    return copy.deepcopy(model.segformer).eval().requires_grad_(False)
 
 
 class _Parts:
@@ -272,24 +274,23 @@ def _upsample(logits: torch.Tensor, size) -> torch.Tensor:
 
 
 def lr_schedule(optimizer: torch.optim.Optimizer, settings: TrainSettings, num_processes: int = 1):
-    """Linear warm-up then poly decay, as a function of the optimiser step whatever accelerate does to it.
+    """Linear warm-up then poly decay to 0 (transformers' schedule), in the optimiser steps of one process on any number.
 
-    A scheduler passed through ``accelerator.prepare`` is stepped once per optimiser step
+    A scheduler passed through ``accelerate.prepare`` is stepped once per optimiser step
     (not per accumulated micro-batch), ``num_processes`` times over: it assumes the schedule
-    counts samples of a batch that grew with the processes. This one divides that count
-    back, so that every process count sees the learning rates of one process.
+    counts samples of a batch that grew with the processes. The schedule is therefore laid
+    out over ``num_processes`` times as many steps, so that every process count sees the
+    learning rates of one process.
     """
-    poly = _poly(settings)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda count: poly(count // num_processes))
-
-
-def _poly(settings: TrainSettings):
-    def factor(step: int) -> float:
-        if step < settings.warmup_steps:
-            return (step + 1) / settings.warmup_steps
-        return max(1 - step / max(settings.steps, 1), 0.0) ** settings.poly_power
-
-    return factor
+    steps = max(settings.steps, 1)
+    warmup = min(settings.warmup_steps, steps - 1)  # at least one decay step: transformers divides by their count
+    return get_polynomial_decay_schedule_with_warmup(
+        optimizer,
+        num_warmup_steps=warmup * num_processes,
+        num_training_steps=steps * num_processes,
+        lr_end=0.0,
+        power=settings.poly_power,
+    )
 
 
 # --- data ---------------------------------------------------------------------------------

@@ -14,12 +14,12 @@
 
 from __future__ import annotations
 
-import copy
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.optim.swa_utils import AveragedModel
 
 from synthlib.labels import IGNORE, NUM_CLASSES
 
@@ -145,21 +145,28 @@ def distillation_loss(features: torch.Tensor, reference: torch.Tensor) -> torch.
 
 
 class MeanTeacher:
-    """An exponential-moving-average copy of the student that labels target images."""
+    """An exponential-moving-average copy of the student that labels target images.
+
+    ``model`` is torch's ``AveragedModel`` (it counts its updates, which a resumed run restores
+    from the checkpoint); the average is DAFormer's, whose decay warms up with that count.
+    """
 
     def __init__(self, student: nn.Module, alpha: float = 0.99) -> None:
         self.alpha = alpha
-        self.model = copy.deepcopy(student).eval()
+        self.model = AveragedModel(student, avg_fn=self._average, use_buffers=False).eval()
         for p in self.model.parameters():
             p.requires_grad_(False)
 
-    @torch.no_grad()
-    def update(self, student: nn.Module, step: int) -> None:
+    def _average(self, teacher: torch.Tensor, student: torch.Tensor, updates: torch.Tensor) -> torch.Tensor:
         # DAFormer's warm-up: a young teacher follows the student closely.
-        alpha = min(1 - 1 / (step + 1), self.alpha)
-        for t, s in zip(self.model.parameters(), student.parameters(), strict=True):
-            t.mul_(alpha).add_(s.detach(), alpha=1 - alpha)
-        for t, s in zip(self.model.buffers(), student.buffers(), strict=True):
+        alpha = min(1 - 1 / (float(updates) + 1), self.alpha)
+        return teacher * alpha + student.detach() * (1 - alpha)
+
+    @torch.no_grad()
+    def update(self, student: nn.Module) -> None:
+        self.model.update_parameters(student)
+        # Batch-norm statistics are the student's own, not averaged (use_buffers=False leaves them alone).
+        for t, s in zip(self.model.module.buffers(), student.buffers(), strict=True):
             t.copy_(s)
 
 
