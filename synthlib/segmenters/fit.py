@@ -40,6 +40,8 @@ METHODS: dict[str, dict[str, bool]] = {
     "road": {"road_dst": True, "road_spt": True},
     "self_training": {"self_training": True},
 }
+#: Segmenter training stacks (profile field ``seg_backend``).
+BACKENDS = ("transformers", "mmseg")
 LABELS = {
     "supervised": "source only",
     "advent": "ADVENT",
@@ -130,15 +132,29 @@ def _fit_stage(run_dir: RunDir, cfg: Profile, train_set: str, method: str, targe
             "is a config with random weights; set seg_model to a pretrained one ('zoo:mit-b0', 'nvidia/mit-b5', a "
             "SegFormer folder) or leave road_dst and road out of uda_methods"
         )
+    if cfg.seg_backend not in BACKENDS:
+        raise ValueError(f"seg_backend {cfg.seg_backend!r} unknown; valid: {', '.join(BACKENDS)}")
+    # mmseg trains the supervised segmenters; the UDA methods are this project's loop whatever the backend.
+    backend = cfg.seg_backend if method == "supervised" else "transformers"
     target = target if s.needs_target else None
     inputs = [train_set] + ([target] if target else [])
     params = {"model": cfg.seg_model, "train_set": train_set, "target": target, "settings": recorded(s)}
+    if backend != "transformers":  # transformers stages keep the keys they had before there was a choice
+        params["backend"] = backend
     weights = None if cfg.seg_model in ARCHITECTURES else weights_fingerprint(cfg.seg_model)
     if weights is not None:  # a folder / cached hub id: new weights at the same path re-run the stage
         params["model_weights"] = weights
 
     def build_stage(ctx):
         model = build(cfg.seg_model, seed=cfg.seed)
+        if backend == "mmseg":
+            from synthlib.segmenters import mmseg_backend
+
+            run_dir.dataset(train_set, "train")  # verified and readable before mmseg lists its files
+            history = mmseg_backend.fit_folder(model, run_dir.stage_path(train_set), s, ctx.checkpoints, ctx.out / "model")
+            (ctx.out / "history.json").write_text(json.dumps(history))
+            ctx.info["final_losses"] = {"source": float(np.mean(history["source"][-20:]))}
+            return
         unlabelled = Unlabelled(run_dir.dataset(target, "train")) if target else None
         history = train(model, run_dir.dataset(train_set, "train"), s, target=unlabelled, checkpoints=ctx.checkpoints)
         if not ctx.is_main:  # every process holds the same trained weights: one saves them
@@ -159,6 +175,10 @@ def load_model(run_dir: RunDir, stage: str):
     """
     folder = run_dir.stage_path(stage) / "model"
     check_folder(folder, f"delete the stage (rm -r {run_dir.stage_path(stage)}) so that the next run trains it again")
+    if (folder / "mmseg_config.py").is_file():  # trained by the mmseg backend
+        from synthlib.segmenters import mmseg_backend
+
+        return to_accelerator(mmseg_backend.load(folder))
     return to_accelerator(load(folder))
 
 
