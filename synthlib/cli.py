@@ -17,6 +17,8 @@ ones its metadata ``synthlib.needs`` names (number prefixes or names, e.g.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     zoo_parser.add_argument("action", choices=("build", "list", "check"))
     zoo_parser.add_argument("names", nargs="*", help="zoo models (default: all; --tiny: the -tiny ones)")
     zoo_parser.add_argument("--tiny", action="store_true", help="only the tiny models the smoke profile uses")
+    exp = sub.add_parser(
+        "export", help="write a run dataset as a Cityscapes-layout folder with a ready mmsegmentation config",
+        description="Write a dataset stage of a run (data/NAME, translated/METHOD-SOURCE, generated/SOURCE, "
+        "generated/SOURCE-filtered) as a Cityscapes-layout folder (train split, and the target's val split), with "
+        "mmseg_config.py training the profile's SegFormer on it and the pretrained encoder it starts from.",
+    )  # fmt: skip
+    exp.add_argument("dataset", help="the run's dataset stage, e.g. generated/game-filtered")
+    exp.add_argument("to", type=Path, help="the new folder to write (must not exist)")
+    exp.add_argument("--run", default="default", help="run directory name under runs/")
+    exp.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
+    exp.add_argument("--profile", default=None, help="the profile whose budget the config takes (default: the run's)")
+    exp.add_argument("--val", default=None, help="the dataset stage whose val split is exported (default: data/<target>)")
     prof = sub.add_parser("profiles", help="print the profiles and their fields (with --config/--set/--roots: the resolved one too)")
     prof.add_argument("name", nargs="?", default=None)
     _profile_options(prof)
@@ -90,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "zoo":
             return _zoo(args.action, args.names, args.tiny)
+        if args.command == "export":
+            return _export(args.dataset, args.to, args.run, args.runs_dir, args.profile, args.val)
         if args.command == "results":
             return _check_results(args.to) if args.check else _results(args.run, args.runs_dir, args.to)
         overrides = profiles.parse_assignments(args.set)
@@ -105,6 +121,35 @@ def main(argv: list[str] | None = None) -> int:
     except (profiles.ProfileError, runs.StageError, FileNotFoundError, ValueError) as e:
         print(f"synthlib: error: {e}", file=sys.stderr)
         return 2
+
+
+def _export(dataset: str, to: Path, run: str, runs_dir: Path | None, profile: str | None, val: str | None) -> int:
+    from synthlib import export
+    from synthlib.datasets import DatasetError
+
+    run_dir = runs.open(run, runs_dir) if runs_dir else runs.open(run)
+    if not run_dir.path.is_dir() or not run_dir.stages():
+        raise FileNotFoundError(f"run {run!r} has no stages under {run_dir.path.parent}: reproduce it first")
+    cfg = profiles.load(profile) if profile else _run_profile(run_dir)
+    try:
+        out = export.export(run_dir, cfg, dataset, to, val)
+    except DatasetError as e:
+        raise ValueError(str(e)) from e
+    print(f"exported {dataset} of run {run!r} to {out} (train: {len(run_dir.dataset(dataset, 'train'))} images); "
+          f"mmseg: python tools/train.py {out / export.CONFIG_FILE}")  # fmt: skip
+    return 0
+
+
+def _run_profile(run_dir: runs.RunDir) -> profiles.Profile:
+    """The profile the run was last reproduced with (its resolved fields), else the environment's."""
+    recorded = run_dir.path / "run.json"
+    if not recorded.is_file():
+        return profiles.load()
+    rec = json.loads(recorded.read_text())
+    known = {f.name for f in dataclasses.fields(profiles.Profile)} - {"name"}
+    name = Path(str(rec["profile"])).stem  # a user profile's fields are all in "resolved"
+    base = name if name in profiles.names() else "default"
+    return profiles.load(base, {k: v for k, v in rec.get("resolved", {}).items() if k in known})
 
 
 def _results(run: str, runs_dir: Path | None, to: Path | None) -> int:

@@ -7,7 +7,8 @@ import pytest
 import torch
 from transformers import SegformerConfig, SegformerModel
 
-from synthlib import data, profiles, runs
+from synthlib import cli, data, export, profiles, runs
+from synthlib.datasets import DatasetError
 from synthlib.diffusion import scores
 from synthlib.segmenters import fit, mmseg_backend
 from synthlib.segmenters.mmseg_compat import import_mmseg
@@ -142,3 +143,46 @@ def test_an_unknown_backend_is_refused_before_training(smoke_run):
     cfg = profiles.load("smoke", {"seg_backend": "detectron"})
     with pytest.raises(ValueError, match="seg_backend 'detectron' unknown; valid: transformers, mmseg"):
         fit.fit(run_dir, cfg, "data/real")
+
+
+def test_export_writes_cityscapes_layout_and_a_config_mmseg_trains_and_validates(smoke_run, tmp_path, capsys, one_thread):
+    run_dir, cfg = smoke_run
+    to = tmp_path / "exported"
+    assert cli.main(["export", "data/real", str(to), "--run", run_dir.name, "--runs-dir", str(run_dir.path.parent),
+                     "--profile", "smoke"]) == 0  # fmt: skip
+    assert "mmseg_config.py" in capsys.readouterr().out
+    for split, n in (("train", len(run_dir.dataset("data/real", "train"))), ("val", len(run_dir.dataset("data/real", "val")))):
+        assert len(list((to / "leftImg8bit" / split).rglob("*_leftImg8bit.png"))) == n
+        assert len(list((to / "gtFine" / split).rglob("*_gtFine_labelTrainIds.png"))) == n
+    assert not list(tmp_path.glob(".exported.partial-*"))
+    import_mmseg()
+    from mmengine.config import Config
+    from mmengine.runner import Runner
+
+    config = Config.fromfile(str(to / "mmseg_config.py"))
+    assert config.model.backbone.init_cfg.checkpoint == str(to / "pretrained_encoder.pth")
+    smoke = profiles.load("smoke")  # --profile smoke: its budget, not the run's 20 steps
+    assert config.train_cfg.max_iters == smoke.seg_steps and tuple(config.model.data_preprocessor.size) == tuple(smoke.seg_crop)
+    config.train_cfg.max_iters, config.train_cfg.val_interval = 2, 2  # mmseg's own loop: 2 steps, then IoUMetric
+    config.param_scheduler[-1].end = 2
+    config.work_dir = str(tmp_path / "work")
+    runner = Runner.from_cfg(config)
+    runner.train()  # validation runs at the last iteration
+    assert 0 <= runner.message_hub.get_scalar("val/mIoU").current() <= 100
+    with pytest.raises(FileExistsError, match="exists"):
+        export.export(run_dir, cfg, "data/real", to)
+    with pytest.raises(DatasetError, match="generated/nowhere"):
+        export.export(run_dir, cfg, "generated/nowhere", tmp_path / "other")
+    assert not (tmp_path / "other").exists()
+
+
+def test_a_failed_export_leaves_nothing_behind(smoke_run, tmp_path, monkeypatch):
+    run_dir, cfg = smoke_run
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(export, "config_text", full_disk)  # everything written but the config
+    with pytest.raises(OSError, match="No space"):
+        export.export(run_dir, cfg, "data/real", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []

@@ -129,6 +129,7 @@ def config(
     image_size: Sequence[int] | None = None,
     scale: Sequence[float] = (0.75, 1.5),
     split: str = "train",
+    val_split: str | None = None,
 ) -> dict[str, Any]:
     """An mmseg 1.x config (as a dict; ``mmengine.Config(...)`` / ``.dump`` it) training SegFormer on ``data_root``.
 
@@ -137,8 +138,9 @@ def config(
     (``encoder_state_dict``) to start from. ``sample_weights``: a ``.npy`` of one sampling
     weight per image in file order (rare-class sampling); else uniform. ``image_size``
     (h, w): images are first rescaled by a random factor in ``scale``, as the transformers
-    backend augments (then a random crop, padded with ignore, and a random flip). No validation
-    loop: evaluation is the project's own, on the same val set as the transformers backend.
+    backend augments (then a random crop, padded with ignore, and a random flip).
+    ``val_split``: add mmseg's validation loop (IoUMetric on ``data_root``'s split, at the
+    end) for use outside the project; the project evaluates with its own code instead.
     """
     h, w = (int(x) for x in crop)
     backbone = mit_backbone(encoder_config)
@@ -153,7 +155,25 @@ def config(
         if sample_weights is not None
         else dict(type="InfiniteSampler", shuffle=True, seed=seed)
     )
+    validation = {}
+    if val_split is not None:
+        validation = dict(
+            val_dataloader=dict(
+                batch_size=1,
+                num_workers=0,
+                sampler=dict(type="DefaultSampler", shuffle=False),
+                dataset=dict(
+                    type="CityscapesDataset",
+                    data_root=str(data_root),
+                    data_prefix=dict(img_path=f"leftImg8bit/{val_split}", seg_map_path=f"gtFine/{val_split}"),
+                    pipeline=[dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"), dict(type="PackSegInputs")],
+                ),
+            ),
+            val_evaluator=dict(type="IoUMetric", iou_metrics=["mIoU"]),
+            val_cfg=dict(type="ValLoop"),
+        )
     return dict(
+        **validation,
         default_scope="mmseg",
         model=dict(
             type="EncoderDecoder",
@@ -200,7 +220,7 @@ def config(
                 ],
             ),
         ),
-        train_cfg=dict(type="IterBasedTrainLoop", max_iters=steps, val_interval=steps + 1),
+        train_cfg=dict(type="IterBasedTrainLoop", max_iters=steps, val_interval=steps if val_split else steps + 1),
         optim_wrapper=dict(
             type="OptimWrapper",
             optimizer=dict(type="AdamW", lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay),
