@@ -71,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     res.add_argument("--run", default="default", help="run directory name under runs/")
     res.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
     res.add_argument("--to", type=Path, default=None, help="destination (default: the checkout's results/)")
+    res.add_argument("--only", default=None, help="comma-separated table / figure names to copy (default: all), e.g. seg_backends")
     res.add_argument(
         "--check", action="store_true",
         help="copy nothing: tell whether every file in results/ (or --to) was made by the current code, and which "
@@ -107,7 +108,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "export":
             return _export(args.dataset, args.to, args.run, args.runs_dir, args.profile, args.val)
         if args.command == "results":
-            return _check_results(args.to) if args.check else _results(args.run, args.runs_dir, args.to)
+            only = args.only.split(",") if args.only else None
+            return _check_results(args.to) if args.check else _results(args.run, args.runs_dir, args.to, only)
         overrides = profiles.parse_assignments(args.set)
         roots = profiles.parse_roots(args.roots)
         if args.command == "profiles":
@@ -152,11 +154,11 @@ def _run_profile(run_dir: runs.RunDir) -> profiles.Profile:
     return profiles.load(base, {k: v for k, v in rec.get("resolved", {}).items() if k in known})
 
 
-def _results(run: str, runs_dir: Path | None, to: Path | None) -> int:
+def _results(run: str, runs_dir: Path | None, to: Path | None, only: list[str] | None = None) -> int:
     from synthlib import report
 
     run_dir = runs.open(run, runs_dir)
-    copied = report.publish(run_dir, to or Path(__file__).resolve().parents[1] / "results")
+    copied = report.publish(run_dir, to or Path(__file__).resolve().parents[1] / "results", only)
     print(f"copied {len(copied)} file(s) from {run_dir.path / report.TABLES}")
     return 0
 

@@ -14,6 +14,7 @@ import hashlib
 import json
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,15 +109,25 @@ def write_figure(fig: plt.Figure, run_dir: RunDir, name: str, dpi: int = 120, cf
     return folder / f"{name}.png"
 
 
-def publish(run_dir: RunDir, results: Path) -> list[Path]:
-    """Copy the run's tables and figures into ``results`` (replacing files of the same name) with their records."""
+def publish(run_dir: RunDir, results: Path, only: Sequence[str] | None = None) -> list[Path]:
+    """Copy the run's tables and figures into ``results`` (replacing files of the same name) with their records.
+
+    ``only``: the names (without suffix) of the tables and figures to copy, e.g. one
+    benchmark's table; every other file in ``results`` stays as it is.
+    """
     source = run_dir.path / TABLES
     if not source.is_dir():
         raise FileNotFoundError(f"run {run_dir.name!r} has no tables yet ({source}); run the notebooks first")
+    files = sorted(f for f in source.iterdir() if f.is_file() and not f.name.startswith("."))
+    if only is not None:
+        missing = sorted(set(only) - {f.stem for f in files})
+        if missing:
+            raise FileNotFoundError(f"run {run_dir.name!r} has no table or figure {', '.join(missing)} in {source}")
+        files = [f for f in files if f.stem in set(only)]
     results.mkdir(parents=True, exist_ok=True)
     index = _read_index(results)
     copied = []
-    for file in sorted(f for f in source.iterdir() if f.is_file() and not f.name.startswith(".")):
+    for file in files:
         shutil.copy2(file, results / file.name)
         copied.append(results / file.name)
         rec_file = source / RECORDS / f"{file.name}.json"

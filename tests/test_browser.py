@@ -21,8 +21,6 @@ from pathlib import Path
 
 import pytest
 
-from synthlib.runs import RUNS_ENV_VAR
-
 pytestmark = pytest.mark.after_notebooks  # reuses the stages the nbval notebook runs made
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

@@ -172,3 +172,20 @@ def test_tables_and_figures_are_stamped_and_the_check_finds_what_is_stale(tmp_pa
     assert "stray.md: no provenance record (not written by report.write_table/write_figure and published)" in problems
     assert any(p.startswith("v.md: made from stages whose code has changed since: r/a") for p in problems)
     assert cli.main(["results", "--check", "--to", str(results)]) == 1
+
+
+def test_publishing_one_table_leaves_the_other_results_as_they_are(tmp_path, monkeypatch):
+    monkeypatch.setattr(runs, "_USED", {})
+    run, cfg = runs.open("r", tmp_path), profiles.load("smoke")
+    _stage_with(run, "a", "1")
+    report.write_table(pd.DataFrame({"x": [1.0]}), run, cfg, "t", "A table")
+    report.write_table(pd.DataFrame({"x": [2.0]}), run, cfg, "u", "Another")
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "u.md").write_text("an older u")
+    assert cli.main(["results", "--run", "r", "--runs-dir", str(tmp_path), "--to", str(results), "--only", "t"]) == 0
+    assert sorted(p.name for p in results.iterdir()) == ["provenance.json", "t.csv", "t.md", "u.md"]
+    assert (results / "u.md").read_text() == "an older u"  # not copied over
+    assert report.results_check(results) == ["u.md: no provenance record (not written by report.write_table/write_figure and published)"]
+    with pytest.raises(FileNotFoundError, match="no table or figure nope"):
+        report.publish(run, results, ["nope"])
