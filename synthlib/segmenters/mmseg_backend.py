@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from synthlib.labels import IGNORE, NUM_CLASSES
-from synthlib.segmenters.mmseg_compat import import_mmseg
+from synthlib.segmenters.mmseg_compat import full_unpickler, import_mmseg
 from synthlib.segmenters.model import MEAN, STD
 
 CONFIG_FILE = "mmseg_config.py"
@@ -261,7 +261,8 @@ def train(cfg_dict: dict[str, Any], work_dir: str | Path, out: str | Path) -> di
     runner = Runner.from_cfg(cfg)
     recorder = _loss_history(work_dir / "loss_history.json", cfg.default_hooks.checkpoint.interval)
     runner.register_hook(recorder, priority="LOW")
-    runner.train()
+    with full_unpickler():  # resuming reads mmengine's checkpoint (this run's own), which holds more than tensors
+        runner.train()
     out.mkdir(parents=True, exist_ok=True)
     saved = Config(cfg_dict)
     saved.model.backbone.pop("init_cfg", None)  # the weights file holds the trained encoder

@@ -5,17 +5,20 @@ heads we never build), and ``mmcv.ops`` needs mmcv's compiled extension, which
 mmcv-lite does not ship and pip cannot build without a matching CUDA toolchain. A stub
 ``mmcv.ops`` whose members raise when called lets mmseg import; SegFormer (the only model
 built here) uses none of them. Separately, mmengine's checkpoints hold more than tensors,
-so resuming one needs torch's full unpickler (``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``);
-only checkpoints this backend wrote itself are ever loaded that way.
+so resuming one needs torch's full unpickler: ``full_unpickler`` allows it
+(``TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD``) only while the backend's own training runs, which
+loads only checkpoints it wrote itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import sys
 import types
 import warnings
+from collections.abc import Iterator
 
 #: What mmseg 1.2.2 imports from mmcv.ops (none of it is used by SegFormer).
 _OPS = ("point_sample", "sigmoid_focal_loss", "CrissCrossAttention", "PSAMask", "DeformConv2d", "ModulatedDeformConv2d", "SyncBatchNorm")
@@ -39,7 +42,6 @@ def import_mmseg() -> types.ModuleType:
             importlib.import_module("mmcv.ops")
         except ImportError:  # mmcv-lite: no compiled ops
             sys.modules["mmcv.ops"] = _stub_ops()
-    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     try:
         with warnings.catch_warnings():  # mmcv-lite says it has no deformable attention; SegFormer does not use it
             warnings.filterwarnings("ignore", message=".*MultiScaleDeformableAttention.*")
@@ -51,6 +53,23 @@ def import_mmseg() -> types.ModuleType:
         raise MMSegUnavailable(f"the mmseg backend needs the 'mmseg' extra (pip install -e \".[mmseg]\"): {e}") from e
     register_all_modules(init_default_scope=True)
     return mmseg
+
+
+@contextlib.contextmanager
+def full_unpickler() -> Iterator[None]:
+    """torch.load with the full unpickler inside the block (mmengine's own checkpoints), as before it outside."""
+    before = os.environ.get(_FULL_UNPICKLER)
+    os.environ[_FULL_UNPICKLER] = "1"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(_FULL_UNPICKLER, None)
+        else:
+            os.environ[_FULL_UNPICKLER] = before
+
+
+_FULL_UNPICKLER = "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"
 
 
 def _stub_ops() -> types.ModuleType:
