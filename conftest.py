@@ -6,6 +6,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 
 from synthlib.runs import RUNS_ENV_VAR
 
@@ -24,6 +25,15 @@ if not os.environ.get("SYNTHLIB_ZOO"):
 SESSION_RUNS = Path(os.environ[RUNS_ENV_VAR])
 NBVAL_RUNS = SESSION_RUNS / "nbval"
 _nbval_started = False
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models gain nothing from threads; on a shared machine a second thread only waits for a core."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def pytest_configure(config):

@@ -43,16 +43,10 @@ segmenter_train = importlib.import_module("synthlib.segmenters.train")
 diffusion_train = importlib.import_module("synthlib.diffusion.train")
 
 NAN = float("nan")
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: a second thread only waits for a core
+
 SEG = TrainSettings(steps=4, checkpoint_every=2, batch_size=2, crop=(32, 32), warmup_steps=1)
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads, and on a shared machine a second one only waits for a core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def first(kind: str, root: Path):

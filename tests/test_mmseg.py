@@ -42,15 +42,6 @@ def test_an_encoder_mmseg_cannot_express_is_refused_with_the_reason():
         mmseg_backend.mit_backbone(odd)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models gain nothing from threads; on a busy machine a second thread only waits for a core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
     cfg = profiles.load("smoke", {"seg_backend": "mmseg", "seg_steps": 20, "seg_rcs_temperature": 0.1})

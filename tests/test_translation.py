@@ -44,15 +44,6 @@ class Scenes(Dataset):
 TINY = dict(ngf=8, ndf=8, blocks=1, disc_layers=2, batch_size=2, lr=2e-3, buffer_size=2, checkpoint_every=0)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny convolutions gain nothing from threads, and on a busy machine a second thread only waits for a core."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _weights(model: CycleGAN) -> torch.Tensor:
     return torch.cat([p.detach().flatten() for net in model.networks() for p in net.parameters()])
 
