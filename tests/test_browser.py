@@ -45,6 +45,10 @@ def lab(tmp_path_factory):
     settings = root / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    # Every cell in the page: JupyterLab 4 otherwise renders only the cells in view, and the widgets sit near the end.
+    notebook = root / "settings" / "@jupyterlab" / "notebook-extension"
+    notebook.mkdir(parents=True)
+    (notebook / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     env = dict(os.environ, SYNTHLIB_PROFILE="smoke", JUPYTERLAB_SETTINGS_DIR=str(root / "settings"),
                JUPYTER_RUNTIME_DIR=str(root / "runtime"), OMP_NUM_THREADS="1")  # fmt: skip
     for step in ("data", "pseudo_labels", "stage1", "stage2"):  # current after the nbval runs: each is a skip
