@@ -86,18 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     zoo_parser.add_argument("action", choices=("build", "list", "check"))
     zoo_parser.add_argument("names", nargs="*", help="zoo models (default: all; --tiny: the -tiny ones)")
     zoo_parser.add_argument("--tiny", action="store_true", help="only the tiny models the smoke profile uses")
-    exp = sub.add_parser(
-        "export", help="write a run dataset as a Cityscapes-layout folder with a ready mmsegmentation config",
-        description="Write a dataset stage of a run (data/NAME, translated/METHOD-SOURCE, generated/SOURCE, "
-        "generated/SOURCE-filtered) as a Cityscapes-layout folder (train split, and the target's val split), with "
-        "mmseg_config.py training the profile's SegFormer on it and the pretrained encoder it starts from.",
-    )  # fmt: skip
-    exp.add_argument("dataset", help="the run's dataset stage, e.g. generated/game-filtered")
-    exp.add_argument("to", type=Path, help="the new folder to write (must not exist)")
-    exp.add_argument("--run", default="default", help="run directory name under runs/")
-    exp.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
-    exp.add_argument("--profile", default=None, help="the profile whose budget the config takes (default: the run's)")
-    exp.add_argument("--val", default=None, help="the dataset stage whose val split is exported (default: data/<target>)")
+    _add_export(sub)
     prof = sub.add_parser("profiles", help="print the profiles and their fields (with --config/--set/--roots: the resolved one too)")
     prof.add_argument("name", nargs="?", default=None)
     _profile_options(prof)
@@ -123,6 +112,21 @@ def main(argv: list[str] | None = None) -> int:
     except (profiles.ProfileError, runs.StageError, FileNotFoundError, ValueError) as e:
         print(f"synthlib: error: {e}", file=sys.stderr)
         return 2
+
+
+def _add_export(sub) -> None:
+    exp = sub.add_parser(
+        "export", help="write a run dataset as a Cityscapes-layout folder with a ready mmsegmentation config",
+        description="Write a dataset stage of a run (data/NAME, translated/METHOD-SOURCE, generated/SOURCE, "
+        "generated/SOURCE-filtered) as a Cityscapes-layout folder (train split, and the target's val split), with "
+        "mmseg_config.py training the profile's SegFormer on it and the pretrained encoder it starts from.",
+    )  # fmt: skip
+    exp.add_argument("dataset", help="the run's dataset stage, e.g. generated/game-filtered")
+    exp.add_argument("to", type=Path, help="the new folder to write (must not exist)")
+    exp.add_argument("--run", default="default", help="run directory name under runs/")
+    exp.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
+    exp.add_argument("--profile", default=None, help="the profile whose budget the config takes (default: the run's)")
+    exp.add_argument("--val", default=None, help="the dataset stage whose val split is exported (default: data/<target>)")
 
 
 def _export(dataset: str, to: Path, run: str, runs_dir: Path | None, profile: str | None, val: str | None) -> int:

@@ -62,9 +62,7 @@ class Profile:
     # weights), a SegFormer folder / hub id, or zoo:NAME. The zoo's MiT-B0 encoder is fine-tuned as real runs fine-tune
     # ImageNet's (benchmarks/segmenter_init.py); mit-b0-s2 scored no better at twice the step time.
     seg_model: str = "zoo:mit-b0"
-    # "transformers" (the project's loop, every method) or "mmseg" (mmsegmentation's Runner, supervised segmenters; the
-    # 'mmseg' extra): the same SegFormer, encoder weights and budget, evaluated by the same code.
-    seg_backend: str = "transformers"
+    seg_backend: str = "transformers"  # or "mmseg" (supervised segmenters via mmengine; the 'mmseg' extra)
     seg_steps: int = 600
     seg_batch: int = 8
     seg_lr: float = 1e-3

@@ -143,13 +143,11 @@ def config(
     end) for use outside the project; the project evaluates with its own code instead.
     """
     h, w = (int(x) for x in crop)
-    backbone = mit_backbone(encoder_config)
-    if pretrained is not None:
-        backbone["init_cfg"] = dict(type="Pretrained", checkpoint=str(pretrained))
     warmup = min(warmup_steps, max(steps - 1, 0))
     resize = []
     if image_size is not None:
         resize = [dict(type="RandomResize", scale=(int(image_size[1]), int(image_size[0])), ratio_range=tuple(scale), keep_ratio=True)]
+    augment = [*resize, dict(type="RandomCrop", crop_size=(h, w)), dict(type="RandomFlip", prob=0.5)]
     sampler = (
         dict(type="WeightedInfiniteSampler", weights_file=str(sample_weights), seed=seed)
         if sample_weights is not None
@@ -158,73 +156,18 @@ def config(
     validation = {}
     if val_split is not None:
         validation = dict(
-            val_dataloader=dict(
-                batch_size=1,
-                num_workers=0,
-                sampler=dict(type="DefaultSampler", shuffle=False),
-                dataset=dict(
-                    type="CityscapesDataset",
-                    data_root=str(data_root),
-                    data_prefix=dict(img_path=f"leftImg8bit/{val_split}", seg_map_path=f"gtFine/{val_split}"),
-                    pipeline=[dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"), dict(type="PackSegInputs")],
-                ),
-            ),
+            val_dataloader=dict(batch_size=1, num_workers=0, sampler=dict(type="DefaultSampler", shuffle=False),
+                                dataset=_dataset(data_root, val_split, [])),
             val_evaluator=dict(type="IoUMetric", iou_metrics=["mIoU"]),
             val_cfg=dict(type="ValLoop"),
-        )
+        )  # fmt: skip
     return dict(
         **validation,
         default_scope="mmseg",
-        model=dict(
-            type="EncoderDecoder",
-            data_preprocessor=dict(
-                type="SegDataPreProcessor",
-                mean=[255 * m for m in MEAN],
-                std=[255 * s for s in STD],
-                bgr_to_rgb=True,
-                pad_val=0,
-                seg_pad_val=IGNORE,
-                size=(h, w),
-            ),
-            backbone=backbone,
-            decode_head=dict(
-                type="SegformerHead",
-                in_channels=list(encoder_config.hidden_sizes),
-                in_index=list(range(len(encoder_config.hidden_sizes))),
-                channels=int(encoder_config.decoder_hidden_size),
-                dropout_ratio=0.1,
-                num_classes=NUM_CLASSES,
-                norm_cfg=dict(type="BN", requires_grad=True),
-                align_corners=False,
-                ignore_index=IGNORE,
-                loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True),
-            ),
-            train_cfg=dict(),
-            test_cfg=dict(mode="whole"),
-        ),
-        train_dataloader=dict(
-            batch_size=batch,
-            num_workers=0,
-            sampler=sampler,
-            dataset=dict(
-                type="CityscapesDataset",
-                data_root=str(data_root),
-                data_prefix=dict(img_path=f"leftImg8bit/{split}", seg_map_path=f"gtFine/{split}"),
-                pipeline=[
-                    dict(type="LoadImageFromFile"),
-                    dict(type="LoadAnnotations"),
-                    *resize,
-                    dict(type="RandomCrop", crop_size=(h, w)),
-                    dict(type="RandomFlip", prob=0.5),
-                    dict(type="PackSegInputs"),
-                ],
-            ),
-        ),
+        model=_segformer(encoder_config, (h, w), pretrained),
+        train_dataloader=dict(batch_size=batch, num_workers=0, sampler=sampler, dataset=_dataset(data_root, split, augment)),
         train_cfg=dict(type="IterBasedTrainLoop", max_iters=steps, val_interval=steps if val_split else steps + 1),
-        optim_wrapper=dict(
-            type="OptimWrapper",
-            optimizer=dict(type="AdamW", lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay),
-        ),
+        optim_wrapper=dict(type="OptimWrapper", optimizer=dict(type="AdamW", lr=lr, betas=(0.9, 0.999), weight_decay=weight_decay)),
         param_scheduler=[
             *([dict(type="LinearLR", start_factor=1e-6, by_epoch=False, begin=0, end=warmup)] if warmup else []),
             dict(type="PolyLR", eta_min=0.0, power=poly_power, begin=warmup, end=steps, by_epoch=False),
@@ -241,6 +184,38 @@ def config(
         randomness=dict(seed=seed),
         resume=True,  # from the newest checkpoint in work_dir, if any
         load_from=None,
+    )
+
+
+def _segformer(encoder_config: Any, crop: tuple[int, int], pretrained: str | Path | None) -> dict[str, Any]:
+    """The EncoderDecoder: the encoder's MiT (from ``pretrained`` when given), a new 19-class SegformerHead."""
+    backbone = mit_backbone(encoder_config)
+    if pretrained is not None:
+        backbone["init_cfg"] = dict(type="Pretrained", checkpoint=str(pretrained))
+    return dict(
+        type="EncoderDecoder",
+        data_preprocessor=dict(type="SegDataPreProcessor", mean=[255 * m for m in MEAN], std=[255 * s for s in STD],
+                               bgr_to_rgb=True, pad_val=0, seg_pad_val=IGNORE, size=crop),
+        backbone=backbone,
+        decode_head=dict(
+            type="SegformerHead", in_channels=list(encoder_config.hidden_sizes),
+            in_index=list(range(len(encoder_config.hidden_sizes))), channels=int(encoder_config.decoder_hidden_size),
+            dropout_ratio=0.1, num_classes=NUM_CLASSES, norm_cfg=dict(type="BN", requires_grad=True), align_corners=False,
+            ignore_index=IGNORE,
+            loss_decode=dict(type="CrossEntropyLoss", use_sigmoid=False, loss_weight=1.0, avg_non_ignore=True),
+        ),
+        train_cfg=dict(),
+        test_cfg=dict(mode="whole"),
+    )  # fmt: skip
+
+
+def _dataset(data_root: str | Path, split: str, augment: list[dict]) -> dict[str, Any]:
+    """mmseg's CityscapesDataset over ``data_root``'s ``split``, loading, ``augment``ing and packing each sample."""
+    return dict(
+        type="CityscapesDataset",
+        data_root=str(data_root),
+        data_prefix=dict(img_path=f"leftImg8bit/{split}", seg_map_path=f"gtFine/{split}"),
+        pipeline=[dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"), *augment, dict(type="PackSegInputs")],
     )
 
 

@@ -276,20 +276,13 @@ def _upsample(logits: torch.Tensor, size) -> torch.Tensor:
 def lr_schedule(optimizer: torch.optim.Optimizer, settings: TrainSettings, num_processes: int = 1):
     """Linear warm-up then poly decay to 0 (transformers' schedule), in the optimiser steps of one process on any number.
 
-    A scheduler passed through ``accelerate.prepare`` is stepped once per optimiser step
-    (not per accumulated micro-batch), ``num_processes`` times over: it assumes the schedule
-    counts samples of a batch that grew with the processes. The schedule is therefore laid
-    out over ``num_processes`` times as many steps, so that every process count sees the
-    learning rates of one process.
+    accelerate steps a prepared scheduler ``num_processes`` times per optimiser step (not per
+    accumulated micro-batch), so the schedule is laid out over that many times the steps.
     """
     steps = max(settings.steps, 1)
     warmup = min(settings.warmup_steps, steps - 1)  # at least one decay step: transformers divides by their count
     return get_polynomial_decay_schedule_with_warmup(
-        optimizer,
-        num_warmup_steps=warmup * num_processes,
-        num_training_steps=steps * num_processes,
-        lr_end=0.0,
-        power=settings.poly_power,
+        optimizer, warmup * num_processes, steps * num_processes, lr_end=0.0, power=settings.poly_power
     )
 
 
