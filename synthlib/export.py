@@ -67,13 +67,7 @@ def export(run_dir: RunDir, cfg: Profile, dataset: str, to: str | Path, val: str
             torch.save(mm.encoder_state_dict(model.segformer), tmp / ENCODER_FILE)
             pretrained = to / ENCODER_FILE
         size = train_set[0].image.shape[:2]
-        config = mm.config(
-            model.config, to,
-            crop=settings.crop or size, steps=settings.steps, batch=settings.batch_size, lr=settings.lr,
-            weight_decay=settings.weight_decay, warmup_steps=settings.warmup_steps, poly_power=settings.poly_power,
-            seed=settings.seed, pretrained=pretrained, checkpoint_every=settings.checkpoint_every or settings.steps,
-            image_size=size, scale=settings.scale, val_split="val",
-        )  # fmt: skip
+        config = mm.config_of(model.config, to, settings, size, pretrained=pretrained, val_split="val")
         config["resume"] = False  # a fresh work_dir per experiment, as mmseg's tools/train.py expects
         (tmp / CONFIG_FILE).write_text(config_text(config, f"{dataset} of run {run_dir.name!r}, profile {cfg.name!r}"))
         tmp.rename(to)

@@ -270,13 +270,17 @@ def fit_folder(model: nn.Module, data_root: str | Path, settings: Any, work_dir:
         weights = work_dir / "rcs_weights.npy"
         np.save(weights, _rcs_weights(labels, settings.rcs_temperature))
     size = np.asarray(Image.open(labels[0])).shape[:2]
-    cfg = config(
-        model.config, data_root, crop=settings.crop or size, steps=settings.steps, batch=settings.batch_size, lr=settings.lr,
+    return train(config_of(model.config, data_root, settings, size, pretrained=pretrained, sample_weights=weights), work_dir, out)
+
+
+def config_of(encoder_config: Any, data_root: str | Path, settings: Any, size: Sequence[int], **extra: Any) -> dict[str, Any]:
+    """``config`` with the budget of a ``TrainSettings`` for images of ``size`` (h, w); ``extra``: further arguments."""
+    return config(
+        encoder_config, data_root, crop=settings.crop or size, steps=settings.steps, batch=settings.batch_size, lr=settings.lr,
         weight_decay=settings.weight_decay, warmup_steps=settings.warmup_steps, poly_power=settings.poly_power,
-        seed=settings.seed, pretrained=pretrained, checkpoint_every=settings.checkpoint_every or settings.steps,
-        sample_weights=weights, image_size=size, scale=settings.scale,
-    )
-    return train(cfg, work_dir, out)
+        seed=settings.seed, checkpoint_every=settings.checkpoint_every or settings.steps, image_size=size,
+        scale=settings.scale, **extra,
+    )  # fmt: skip
 
 
 def _rcs_weights(label_files: Sequence[Path], temperature: float) -> np.ndarray:
