@@ -3,8 +3,8 @@
 Needs Debian's ``chromium``: ``.ci/run`` installs it, and under CI (``CI=true``) or with
 ``SYNTHLIB_REQUIRE_BROWSER=1`` a missing browser is a failure, not a skip. Playwright drives the system Chromium; no
 browser is downloaded. The notebooks run on the smoke profile in a copy of ``notebooks/``
-(nothing of the checkout is saved over) against the session's runs folder, so after the nbval
-runs their stages are reused. Screenshots go to ``$SYNTHLIB_SCREENSHOTS`` when set (the
+(nothing of the checkout is saved over) against a copy of the nbval runs folder, so their stages
+are reused and the reference run that test_crash_resume compares with is never written over. Screenshots go to ``$SYNTHLIB_SCREENSHOTS`` when set (the
 committed ones: ``SYNTHLIB_SCREENSHOTS=results/browser``), else to the test's temporary folder.
 """
 
@@ -20,6 +20,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from conftest import NBVAL_RUNS
+from synthlib.runs import RUNS_ENV_VAR
 
 pytestmark = pytest.mark.after_notebooks  # reuses the stages the nbval notebook runs made
 
@@ -42,6 +45,9 @@ def lab(tmp_path_factory):
     """A JupyterLab server on a free local port over a copy of the notebooks, with the smoke stages 04 needs."""
     root = tmp_path_factory.mktemp("lab")
     shutil.copytree(REPO / "notebooks", root / "notebooks")
+    # A copy of the nbval runs: the notebooks rewrite their figures, and the nbval run is test_crash_resume's reference.
+    if NBVAL_RUNS.is_dir():
+        shutil.copytree(NBVAL_RUNS, root / "runs", symlinks=True)
     settings = root / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
@@ -50,7 +56,8 @@ def lab(tmp_path_factory):
     notebook.mkdir(parents=True)
     (notebook / "tracker.jupyterlab-settings").write_text(json.dumps({"windowingMode": "none"}))
     env = dict(os.environ, SYNTHLIB_PROFILE="smoke", JUPYTERLAB_SETTINGS_DIR=str(root / "settings"),
-               JUPYTER_RUNTIME_DIR=str(root / "runtime"), OMP_NUM_THREADS="1")  # fmt: skip
+               JUPYTERLAB_WORKSPACES_DIR=str(root / "workspaces"), JUPYTER_RUNTIME_DIR=str(root / "runtime"),
+               OMP_NUM_THREADS="1", **{RUNS_ENV_VAR: str(root / "runs")})  # fmt: skip
     for step in ("data", "pseudo_labels", "stage1", "stage2"):  # current after the nbval runs: each is a skip
         subprocess.run([sys.executable, "-m", "synthlib", "stage", step, "--profile", "smoke"], env=env, check=True,
                        capture_output=True, cwd=REPO)  # fmt: skip
@@ -66,7 +73,8 @@ def lab(tmp_path_factory):
     )  # fmt: skip
     try:
         _wait_for(f"http://127.0.0.1:{port}/api/status?token={token}", server, root / "server.log")
-        yield f"http://127.0.0.1:{port}/lab/tree/notebooks/{{}}?token={token}"
+        # ?reset: a fresh workspace, so the page holds the one notebook a test opens
+        yield f"http://127.0.0.1:{port}/lab/tree/notebooks/{{}}?reset&token={token}"
     finally:
         server.terminate()
         try:
@@ -143,23 +151,37 @@ def _wait_for(url: str, server: subprocess.Popen, log: Path, seconds: float = 12
 
 
 def _run_notebook(page, url: str, seconds: float = 900) -> None:
-    """Open a notebook, run all its cells and wait until the kernel is idle with no cell pending."""
+    """Open a notebook, run all its cells and wait until the kernel is idle with no cell pending.
+
+    Run-all is sent again while no cell has started: on a cold server the first one can
+    arrive before the notebook panel takes commands. A timeout names the cells' prompts.
+    """
     page.goto(url)
     kernel = "window.jupyterapp.shell.currentWidget?.sessionContext?.session?.kernel"
     page.wait_for_function(f"() => window.jupyterapp && {kernel}?.status === 'idle'", timeout=120000, polling=500)
-    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
-    page.wait_for_function(
-        f"""() => {{ const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.textContent);
-        const failed = document.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]');
-        return {kernel}?.status === 'idle' && prompts.length > 0 && !prompts.some(t => t.includes('*'))
-            && (prompts.every(t => /\\[\\d+\\]/.test(t)) || failed !== null); }}""",
-        timeout=seconds * 1000, polling=2000,
-    )  # fmt: skip
+    # Only the current notebook's cells: a restored workspace can hold other notebooks' cells in the page.
+    state = f"""() => {{ const node = window.jupyterapp.shell.currentWidget?.node ?? document;
+        const prompts = [...node.querySelectorAll('.jp-CodeCell .jp-InputPrompt')].map(e => e.textContent.trim());
+        const failed = node.querySelector('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]');
+        return {{status: {kernel}?.status, prompts, failed: failed !== null}}; }}"""
+    end, sent = time.monotonic() + seconds, 0.0
+    while time.monotonic() < end:
+        now = page.evaluate(state)
+        started = any("*" in t or any(c.isdigit() for c in t) for t in now["prompts"])
+        pending = any("*" in t for t in now["prompts"])
+        finished = now["prompts"] and all(any(c.isdigit() for c in t) for t in now["prompts"])
+        if started and now["status"] == "idle" and not pending and (finished or now["failed"]):
+            return
+        if not started and time.monotonic() - sent > 30:
+            page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+            sent = time.monotonic()
+        time.sleep(2)
+    raise TimeoutError(f"{url.split('?')[0]}: cells not done in {seconds} s; kernel {now['status']}, prompts {now['prompts']}")
 
 
 def _errors(page) -> list[str]:
     """The tracebacks the notebook's cells printed."""
     return page.evaluate(
-        """[...document.querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
+        """[...(window.jupyterapp.shell.currentWidget?.node ?? document).querySelectorAll('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]')]
         .map(e => e.textContent).filter(t => t.includes('Traceback') || t.includes('Error'))"""
     )

@@ -2,7 +2,7 @@
 
 The reference is nbval's run of the notebooks, which conftest.py starts in an empty
 folder of its own (a run made here when this file runs alone); a second uninterrupted
-run must match it too.
+run must match it too: ``synthlib reproduce``'s, which test_cli makes from an empty folder.
 """
 
 import hashlib
@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import NBVAL_RUNS
+from conftest import NBVAL_RUNS, SESSION_RUNS
 from synthlib import cli, runs
 
 RUN = "smoke"  # the run name is in every table's provenance line: compared runs share it
@@ -78,6 +78,14 @@ def _reference(tmp_path: Path) -> Path:
     if (NBVAL_RUNS / RUN / "tables" / "paper_miou.md").is_file():
         return NBVAL_RUNS / RUN
     return _fresh_run(tmp_path / "reference")
+
+
+def _second_run(tmp_path: Path) -> Path:
+    """Another uninterrupted smoke run from an empty folder: the one test_cli's ``synthlib reproduce`` made in the
+    session's runs folder (nothing else writes there), else one made here."""
+    if (SESSION_RUNS / RUN / "tables" / "paper_miou.md").is_file() and (NBVAL_RUNS / RUN).is_dir():
+        return SESSION_RUNS / RUN
+    return _fresh_run(tmp_path / "second")
 
 
 def _fresh_run(runs_dir: Path) -> Path:
@@ -146,7 +154,7 @@ def test_kill_9_at_ten_random_points_then_resume_gives_the_uninterrupted_run(tmp
 @pytest.mark.after_notebooks
 def test_two_uninterrupted_smoke_runs_are_byte_identical(tmp_path):
     first = _outputs(_reference(tmp_path))
-    second = _outputs(_fresh_run(tmp_path / "second"))
+    second = _outputs(_second_run(tmp_path))
     assert len(second) > 100 and any(k.startswith("tables/paper_miou") for k in second)
     assert _differences(second, first) == [] and _differences(first, second) == []
 
