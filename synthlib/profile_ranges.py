@@ -67,6 +67,7 @@ RANGES: dict[str, Range] = {
     "seg_crop": AT_LEAST_1,
     "seg_rcs_temperature": Range(0, note="0 disables rare-class sampling"),
     "seg_workers": AT_LEAST_1,
+    "tailor_coarse": Range(0, note="0 keeps the fine labels"),
     "pseudo_threshold": UNIT,
     "diff_resolution": AT_LEAST_1,
     "diff_patch": AT_LEAST_1,

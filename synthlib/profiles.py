@@ -69,6 +69,9 @@ class Profile:
     seg_crop: tuple[int, ...] = (64, 128)  # (h, w) training crop
     seg_rcs_temperature: float = 0.0  # rare-class sampling; 0 disables
     seg_eval_window: tuple[int, ...] = ()  # (h, w) sliding-window inference; () = whole image
+    # Tailoring 06's sets (synthlib.tailoring): coarse labels (px each region shrinks; 0 = fine), the target's camera
+    tailor_coarse: int = 0
+    tailor_camera: bool = False
     # Segmenters trained at once in their own processes (01, 06), sharing the CPU threads; 1 on a GPU.
     seg_workers: int = 2
     # UDA baselines and pseudo-labels (stage 01)

@@ -12,6 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from synthlib import tailoring
 from synthlib.data import condition_names
 from synthlib.labels import colorize
 from synthlib.profiles import Profile
@@ -36,6 +37,8 @@ def display_name(stage: str, cfg: Profile) -> str:
     """A row label for a model stage: ``source only (flat)``, ``oracle (real)``, ``ADVENT (game)``, ``generated/flat``."""
     _, method, train_set = stage.split("/", 2)
     folder, _, name = train_set.partition("/")
+    if method == "supervised" and folder == tailoring.FOLDER:
+        return f"{display_name(f'models/supervised/{name}', cfg)}, tailored"
     if method == "supervised" and folder == "data":
         return f"oracle ({name})" if name == cfg.target else f"source only ({name})"
     if method == "supervised":
@@ -46,6 +49,9 @@ def display_name(stage: str, cfg: Profile) -> str:
 def train_all(run_dir: RunDir, cfg: Profile, sets: list[str] | None = None, with_uda: bool = True) -> dict[str, str]:
     """Train (or reuse) a supervised segmenter per training set; returns display name -> model stage.
 
+    With the profile's tailoring switches on, each set but the oracle's is trained as its
+    ``tailored/`` copy (synthlib.tailoring).
+
     Rows come in table order: source only, the UDA models of stage 01 (when
     ``with_uda``), other training sets, and the oracle last.
     """
@@ -54,6 +60,11 @@ def train_all(run_dir: RunDir, cfg: Profile, sets: list[str] | None = None, with
     missing = [s for s in sets if s not in done]
     if missing:
         raise ValueError(f"training sets {missing} are not completed stages of run {run_dir.name!r}; completed: {sorted(done)}")
+    if tailoring.enabled(cfg):  # every set but the oracle's becomes its tailored/ copy
+        oracle = f"data/{cfg.target}"
+        if cfg.tailor_camera:  # the untailored sets' segmenters read the target's horizon: trained side by side first
+            seg.fit_many(run_dir, cfg, [(s, "supervised", None) for s in sets if s != oracle])
+        sets = [s if s == oracle else tailoring.tailor(run_dir, cfg, s) for s in sets]
     seg.fit_many(run_dir, cfg, [(train_set, "supervised", None) for train_set in sets])  # seg_workers at a time
     trained = {}
     for train_set in sets:

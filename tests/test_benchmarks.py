@@ -30,3 +30,19 @@ def test_translation_ceiling_decomposes_the_gap_per_seed():
     assert table.loc[("flat", "source only"), "gap closed (%)"] == pytest.approx(0.0)
     assert pd.isna(table.loc[("", "oracle"), "gap closed (%)"])
     assert list(table.index.names) == ["source", "training data"]
+
+
+def test_tailoring_summarises_each_variant_against_the_untailored_one():
+    tailoring = _benchmark("tailoring")
+    results = pd.Series({("data/flat", "none", 0): 20.0, ("data/flat", "none", 1): 22.0,
+                         ("data/flat", "coarse labels", 0): 19.0, ("data/flat", "coarse labels", 1): 20.0,
+                         ("data/game", "coarse labels", 0): 30.0, ("data/game", "coarse labels", 1): 31.0,
+                         ("data/game", "none", 0): 25.0, ("data/game", "none", 1): 27.0})  # fmt: skip
+    table = tailoring.summarise(results)
+    assert list(table.index) == [("data/flat", "none"), ("data/flat", "coarse labels"),
+                                 ("data/game", "none"), ("data/game", "coarse labels")]  # fmt: skip
+    assert table.loc[("data/flat", "coarse labels"), "mean"] == pytest.approx(19.5)
+    assert table.loc[("data/flat", "coarse labels"), "mean - none"] == pytest.approx(-1.5)
+    assert table.loc[("data/game", "coarse labels"), "mean - none"] == pytest.approx(4.5)
+    assert table.loc[("data/game", "none"), "std"] == pytest.approx(2**0.5)
+    assert list(table.columns[:2]) == ["seed 0", "seed 1"]
