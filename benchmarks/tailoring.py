@@ -5,18 +5,21 @@
     python benchmarks/tailoring.py --run default --sets data/flat generated/flat
 
 Trains stage 06's segmenter on each training set (default: every source of the profile;
-a generated or filtered set of the run by its stage name) under five variants: nothing
-tailored and no rare-class sampling, each of the three alone, and all three. Each
+a generated or filtered set of the run by its stage name) under six variants: nothing
+tailored and no rare-class sampling, each of the three alone (coarse labels at 2 px and
+at 1 px), and all three. Each
 variant and seed is a run ``<run>-tailor-<variant>-seed<k>`` that links the run's
 datasets (nothing of the run is rewritten); camera matching reuses the untailored
 segmenter of the run with the same sampling to read the target's horizon. Models are
 evaluated on the target val. Writes the table ``tailoring`` into the run's tables:
-mIoU per seed, mean and std, and the change from the untailored variant.
+mIoU per seed, mean and std, and the change from the untailored variant; and the table
+``tailoring_camera``: the horizons camera matching measured, beside the target's labels'.
 """
 
 from __future__ import annotations
 
 import argparse
+import re
 
 import pandas as pd
 
@@ -28,6 +31,7 @@ VARIANTS: dict[str, dict] = {
     "none": {"tailor_coarse": 0, "tailor_camera": False, "seg_rcs_temperature": 0.0},
     "rare-class sampling": {"tailor_coarse": 0, "tailor_camera": False, "seg_rcs_temperature": 0.01},
     "coarse labels": {"tailor_coarse": 2, "tailor_camera": False, "seg_rcs_temperature": 0.0},
+    "coarse labels, 1 px": {"tailor_coarse": 1, "tailor_camera": False, "seg_rcs_temperature": 0.0},
     "camera matching": {"tailor_coarse": 0, "tailor_camera": True, "seg_rcs_temperature": 0.0},
     "all three": {"tailor_coarse": 2, "tailor_camera": True, "seg_rcs_temperature": 0.01},
 }
@@ -52,7 +56,7 @@ def main() -> None:
         for variant in args.variants:
             overrides = VARIANTS[variant]
             vcfg = profiles.load(args.profile, seed=seed, **overrides)
-            run_dir = runs.open(f"{args.run}-tailor-{variant.replace(' ', '-')}-seed{seed}", source_run.path.parent)
+            run_dir = runs.open(f"{args.run}-tailor-{re.sub(r'[^a-z0-9]+', '-', variant)}-seed{seed}", source_run.path.parent)
             run_dir.link_from(source_run, [f"data/{cfg.target}", *sets], hint=": make it in the run first")
             base = made.get(overrides["seg_rcs_temperature"])
             if base is not None:
@@ -64,12 +68,31 @@ def main() -> None:
                 train_set = stage.split("/", 2)[2].removeprefix(f"{tailoring.FOLDER}/")
                 row = fit.evaluate(run_dir, vcfg, stage, [f"data/{cfg.target}:val"]).iloc[0]
                 results[(train_set, variant, seed)] = row["mIoU"]
+    camera = camera_table(source_run, cfg, sets, seeds, args.run) if "camera matching" in args.variants else None
     table = summarise(pd.Series(results))
     pd.set_option("display.width", 200)
     print(f"mIoU (%) on {cfg.target} val")
     print(table.round(2).to_string())
     title = f"Dataset tailoring ablated: mIoU (%) on {cfg.target} val (benchmarks/tailoring.py)"
     report.write_table(table, source_run, cfg, "tailoring", title, digits=2)
+    if camera is not None:
+        print(camera.round(4).to_string())
+        title = "Camera matching: horizons as shares of the height (target labels: a check, never used to tailor)"
+        report.write_table(camera, source_run, cfg, "tailoring_camera", title, digits=4)
+
+
+def camera_table(source_run: runs.RunDir, cfg, sets: list[str], seeds: list[int], run: str) -> pd.DataFrame:
+    """Per set and seed: the set's horizon, the target's as its segmenter predicts it and as its labels have it, the crop."""
+    labels = source_run.dataset(f"data/{cfg.target}", "train")
+    truth = tailoring.horizon(labels[i].label for i in range(min(tailoring.HORIZON_IMAGES, len(labels))))
+    rows = {}
+    for seed in seeds:
+        run_dir = runs.open(f"{run}-tailor-camera-matching-seed{seed}", source_run.path.parent)
+        for s in sets:
+            info = run_dir.manifest(f"{tailoring.FOLDER}/{s}")["info"]
+            rows[(s, seed)] = {"set": info["set_horizon"], "target (predicted)": info["target_horizon"],
+                               "target (labels)": truth, "crop size": info["crop_size"]}  # fmt: skip
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis(["training set", "seed"])
 
 
 def summarise(results: pd.Series) -> pd.DataFrame:

@@ -50,9 +50,10 @@ def test_horizon_is_the_top_ground_row_and_ignores_stray_pixels():
     labels = np.full((3, 40, 50), 10, np.uint8)
     for label, row in zip(labels, (16, 20, 30), strict=True):
         label[row:] = 1  # sidewalk: ground
-    labels[:, 5, 0] = 0  # a stray road pixel a row (2 %): under the 5 % a ground row needs
+        label[row - 3 : row, :20] = 0  # road on 40 % of the rows just above: under the half a ground row needs
+    labels[:, 5, 0] = 0  # a stray road pixel
     assert tailoring.horizon(labels) == 20 / 40
-    with pytest.raises(ValueError, match="no image shows ground"):
+    with pytest.raises(ValueError, match="no image has a row at least 50% ground"):
         tailoring.horizon(np.full((2, 8, 8), 10, np.uint8))
 
 
