@@ -69,6 +69,47 @@ class DepthError(ValueError):
     """No depth model, or a depth stage or map that is not there."""
 
 
+def load_depth_model(path_or_id: str | Path):
+    """A monocular depth model (transformers ``AutoModelForDepthEstimation``) and its image processor."""
+    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
+
+    try:
+        processor = AutoImageProcessor.from_pretrained(str(path_or_id))
+        model = AutoModelForDepthEstimation.from_pretrained(str(path_or_id))
+    except (OSError, ValueError) as e:
+        raise DepthError(
+            f"could not load depth model {str(path_or_id)!r}: {e}. Pass a local folder holding a transformers depth "
+            f"model and its preprocessor_config.json (e.g. Intel/dpt-hybrid-midas or depth-anything/Depth-Anything-V2-Small-hf "
+            f"downloaded elsewhere), or set diff_depth_model='' to use the dataset's depth."
+        ) from e
+    return model.eval(), processor
+
+
+@torch.no_grad()
+def estimate_depth(model, processor, images: np.ndarray | Sequence[np.ndarray], batch_size: int = 8, resize: bool = True) -> np.ndarray:
+    """Depth up to scale (NxHxW float32, larger = farther) of uint8 RGB images from a monocular depth model.
+
+    Relative models (DPT, Depth Anything) predict disparity and are inverted;
+    metric ones (GLPN, ZoeDepth, Depth Anything metric) predict depth.
+    ``resize=False`` keeps the model's output resolution (what its processor fed
+    it) instead of interpolating to the images' size (``synthlib.depth`` stores that).
+    """
+    images = list(images)
+    config = model.config
+    metric = getattr(config, "depth_estimation_type", None) == "metric" or config.model_type in ("glpn", "zoedepth")
+    device = next(model.parameters()).device
+    out = []
+    for start in range(0, len(images), batch_size):
+        chunk = images[start : start + batch_size]
+        inputs = processor(images=chunk, return_tensors="pt").to(device)
+        predicted = model(**inputs).predicted_depth.float()
+        if resize:
+            predicted = F.interpolate(predicted[:, None], size=chunk[0].shape[:2], mode="bilinear", align_corners=False)[:, 0]
+        predicted = predicted.clamp_min(_FLOOR)
+        out.append((predicted if metric else 1.0 / predicted).cpu().numpy())
+    return np.concatenate(out).astype(np.float32)
+
+
 def stage_name(dataset_stage: str) -> str:
     """The depth stage of a dataset stage: ``data/cityscapes`` -> ``depth/cityscapes``; other stages -> ``depth/a-b``."""
     return f"{PREFIX}/{dataset_stage.removeprefix('data/').replace('/', '-')}"
@@ -99,10 +140,7 @@ def estimate_dataset(run_dir: RunDir, cfg: Profile, dataset_stage: str) -> Path:
     }
 
     def build(ctx):
-        # Imported here: synthlib.diffusion (stage 2) imports this module.
-        from synthlib.diffusion import conditioning
-
-        model, processor = conditioning.load_depth_model(cfg.diff_depth_model)
+        model, processor = load_depth_model(cfg.diff_depth_model)
         model.to(processes().device)
         jobs = [(split, i) for split, dataset in datasets.items() for i in range(len(dataset))]
         chunks = [jobs[a : a + BATCH] for a in range(0, len(jobs), BATCH)]
@@ -111,7 +149,7 @@ def estimate_dataset(run_dir: RunDir, cfg: Profile, dataset_stage: str) -> Path:
         for c in tqdm(mine, desc=f"depth of {dataset_stage}", leave=False, disable=not ctx.is_main):
             samples = [(split, datasets[split][i]) for split, i in chunks[c]]
             for group in _same_size(samples):
-                maps = conditioning.estimate_depth(model, processor, [x.image for _, x in group], batch_size=BATCH, resize=False)
+                maps = estimate_depth(model, processor, [x.image for _, x in group], batch_size=BATCH, resize=False)
                 for (split, x), depth in zip(group, maps, strict=True):
                     codes, low, high = _encode(depth)
                     file = ctx.out / split / f"{x.id}{SUFFIX}"
@@ -159,8 +197,6 @@ def with_depth(maps: list[Sample], model, cfg: Profile) -> list[Sample]:
     needs = cfg.diff_depth_model and (getattr(model, "conditioning", None) or {}).get("depth")
     if not needs or all(m.depth is not None for m in maps):
         return maps
-    from synthlib.diffusion.conditioning import estimate_depth, load_depth_model
-
     estimator = load_depth_model(cfg.diff_depth_model)
     estimator[0].to(processes().device)
     out = []

@@ -579,12 +579,10 @@ class _Depth:
             return np.stack([self._read(x, where) for x in samples])
         own = all(x.depth is not None for x in samples)
         if self.depth_model and not (self.prefer_own and own):
-            from synthlib.diffusion.conditioning import estimate_depth, load_depth_model
-
             if self._estimator is None:
-                model, processor = load_depth_model(self.depth_model)
+                model, processor = depth_maps.load_depth_model(self.depth_model)
                 self._estimator = (model.to(processes().device), processor)
-            return estimate_depth(*self._estimator, np.stack([x.image for x in samples]))
+            return depth_maps.estimate_depth(*self._estimator, np.stack([x.image for x in samples]))
         missing = [x.id for x in samples if x.depth is None]
         if missing:
             raise GenerationError(

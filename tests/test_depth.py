@@ -10,7 +10,7 @@ from PIL import Image
 
 from synthlib import data, depth, profiles, runs, tiny_hub
 from synthlib.datasets import write_cityscapes
-from synthlib.diffusion import conditioning, stage2
+from synthlib.diffusion import stage2
 from synthlib.fingerprints import weights_fingerprint
 from tests.test_runs import accelerate_launch
 
@@ -43,14 +43,14 @@ def new_run(tmp_path, source_run, name="t"):
 
 def counting(monkeypatch) -> list[int]:
     """Count the depth model's calls (images per call) wherever they come from."""
-    calls, real = [], conditioning.estimate_depth
-    monkeypatch.setattr(conditioning, "estimate_depth", lambda m, p, images, *a, **k: calls.append(len(images)) or real(m, p, images, *a, **k))
+    calls, real = [], depth.estimate_depth
+    monkeypatch.setattr(depth, "estimate_depth", lambda m, p, images, *a, **k: calls.append(len(images)) or real(m, p, images, *a, **k))
     return calls
 
 
 def test_depth_is_estimated_once_stored_in_16_bits_and_read_back_within_tolerance(tmp_path, source_run, depth_model, monkeypatch):
     run_dir, cfg = new_run(tmp_path, source_run), cfg_of(depth_model)
-    real = conditioning.estimate_depth
+    real = depth.estimate_depth
     calls = counting(monkeypatch)
     assert depth.estimate_dataset(run_dir, cfg, "data/real") == run_dir.stage_path(STAGE)
     assert sum(calls) == 9  # every image of both splits, once
@@ -65,7 +65,7 @@ def test_depth_is_estimated_once_stored_in_16_bits_and_read_back_within_toleranc
         with Image.open(file) as im:
             assert im.mode == "I;16" and im.size == (56, 28)  # 16 bits, at the model's resolution (28x56), not 32x64
     index = json.loads((run_dir.stage_path(STAGE) / depth.INDEX).read_text())
-    model, processor = conditioning.load_depth_model(depth_model)
+    model, processor = depth.load_depth_model(depth_model)
     worst = 0.0
     for split in ("train", "val"):
         dataset = run_dir.dataset("data/real", split)
@@ -99,7 +99,7 @@ def test_a_wide_depth_range_survives_16_bits_within_the_stated_tolerance(tmp_pat
         return np.exp(rng.uniform(0, math.log(1e6), (len(images), 28, 56))).astype(np.float32)
 
     stored = {}
-    monkeypatch.setattr(conditioning, "estimate_depth", lambda *a, **k: stored.setdefault(len(stored), wide(*a, **k)))
+    monkeypatch.setattr(depth, "estimate_depth", lambda *a, **k: stored.setdefault(len(stored), wide(*a, **k)))
     run_dir = new_run(tmp_path, source_run)
     depth.estimate_dataset(run_dir, cfg_of(depth_model), "data/real")
     ids = run_dir.dataset("data/real", "train").ids

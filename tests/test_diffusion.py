@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from synthlib import depth as depth_models
 from synthlib import diffusion, profiles
 from synthlib.datasets import Dataset, Sample
 from synthlib.diffusion import conditioning, scores
@@ -198,14 +199,14 @@ def test_a_tiny_depth_model_estimates_depth(tmp_path):
     config = GLPNConfig(hidden_sizes=[8, 8, 8, 8], depths=[1, 1, 1, 1], num_attention_heads=[1, 1, 1, 1], decoder_hidden_size=8)
     GLPNForDepthEstimation(config).save_pretrained(tmp_path / "depth")
     GLPNImageProcessor().save_pretrained(tmp_path / "depth")
-    model, processor = conditioning.load_depth_model(tmp_path / "depth")
+    model, processor = depth_models.load_depth_model(tmp_path / "depth")
     images = np.random.default_rng(0).integers(0, 255, (3, 32, 64, 3), dtype=np.uint8)
-    depth = conditioning.estimate_depth(model, processor, images, batch_size=2)
+    depth = depth_models.estimate_depth(model, processor, images, batch_size=2)
     assert depth.shape == (3, 32, 64) and (depth > 0).all()
     channel = conditioning.inverse_depth(depth)
     assert channel.max() == pytest.approx(1.0) and channel.min() > 0
-    with pytest.raises(ConditioningError, match="could not load depth model .* diff_depth_model=''"):
-        conditioning.load_depth_model(tmp_path / "nothing")
+    with pytest.raises(depth_models.DepthError, match="could not load depth model .* diff_depth_model=''"):
+        depth_models.load_depth_model(tmp_path / "nothing")
 
 
 # --- bad model specs ------------------------------------------------------------------------

@@ -228,13 +228,12 @@ def test_painter_paints_and_generates(model_folder):
 
 def test_generation_reads_the_source_depth_stage_instead_of_running_the_depth_model(tmp_path, model_folder, monkeypatch):
     from synthlib import depth, tiny_hub
-    from synthlib.diffusion import conditioning
 
     folder = tiny_hub.write_depth_model(tmp_path / "depth")
     maps = toy_maps(3, size=(8, 8))  # square maps for an 8x16 model: gen_fit="crop" cuts them to 4x8
     run_dir = make_run(tmp_path, model_folder, monkeypatch, maps)
-    calls, real_estimate = [], conditioning.estimate_depth
-    monkeypatch.setattr(conditioning, "estimate_depth", lambda *a, **k: calls.append(len(a[2])) or real_estimate(*a, **k))
+    calls, real_estimate = [], depth.estimate_depth
+    monkeypatch.setattr(depth, "estimate_depth", lambda *a, **k: calls.append(len(a[2])) or real_estimate(*a, **k))
     given, real_sample = [], generation.sample_images
     monkeypatch.setattr(generation, "sample_images", lambda m, labels, d, **k: given.append(d) or real_sample(m, labels, d, **k))
     cfg = smoke(diff_depth_model=str(folder), gen_fit="crop")

@@ -413,11 +413,10 @@ def test_settings_search_estimates_the_held_out_maps_depth_once(monkeypatch):
 
     from synthlib import depth, profiles
     from synthlib.datasets import Sample
-    from synthlib.diffusion import conditioning
 
     calls = []
-    monkeypatch.setattr(conditioning, "load_depth_model", lambda spec: (torch.nn.Linear(1, 1), None))
-    monkeypatch.setattr(conditioning, "estimate_depth", lambda model, proc, images: calls.append(len(images)) or np.ones((1, 4, 6), np.float32))
+    monkeypatch.setattr(depth, "load_depth_model", lambda spec: (torch.nn.Linear(1, 1), None))
+    monkeypatch.setattr(depth, "estimate_depth", lambda model, proc, images: calls.append(len(images)) or np.ones((1, 4, 6), np.float32))
     cfg = profiles.load("smoke", diff_depth_model="some/depth-model")
     model = SimpleNamespace(conditioning={"branch": "controlnet", "depth": True})
     own = np.full((4, 6), 7.0, np.float32)

@@ -172,7 +172,7 @@ def test_segformer_cityscapes_loads_as_a_synthlib_segmenter(tmp_path):
 
 
 def test_depth_model_estimates_a_finite_positive_map_of_the_image_size(tmp_path):
-    from synthlib.diffusion.conditioning import estimate_depth, load_depth_model
+    from synthlib.depth import estimate_depth, load_depth_model
 
     folder = tiny_hub.write_depth_model(tmp_path / "depth")
     saved = json.loads((folder / "preprocessor_config.json").read_text())

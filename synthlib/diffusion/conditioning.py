@@ -15,7 +15,6 @@ disparity of monocular models (DPT, Depth Anything) both map to it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -153,44 +152,3 @@ def check_pair(image: np.ndarray, label: np.ndarray, depth: np.ndarray | None, w
         )
     if depth is not None and depth.shape != label.shape:
         raise ConditioningError(f"{where}: depth of size {depth.shape} does not match the image size {label.shape}")
-
-
-def load_depth_model(path_or_id: str | Path):
-    """A monocular depth model (transformers ``AutoModelForDepthEstimation``) and its image processor."""
-    from transformers import AutoImageProcessor, AutoModelForDepthEstimation
-
-    try:
-        processor = AutoImageProcessor.from_pretrained(str(path_or_id))
-        model = AutoModelForDepthEstimation.from_pretrained(str(path_or_id))
-    except (OSError, ValueError) as e:
-        raise ConditioningError(
-            f"could not load depth model {str(path_or_id)!r}: {e}. Pass a local folder holding a transformers depth "
-            f"model and its preprocessor_config.json (e.g. Intel/dpt-hybrid-midas or depth-anything/Depth-Anything-V2-Small-hf "
-            f"downloaded elsewhere), or set diff_depth_model='' to use the dataset's depth."
-        ) from e
-    return model.eval(), processor
-
-
-@torch.no_grad()
-def estimate_depth(model, processor, images: np.ndarray | Sequence[np.ndarray], batch_size: int = 8, resize: bool = True) -> np.ndarray:
-    """Depth up to scale (NxHxW float32, larger = farther) of uint8 RGB images from a monocular depth model.
-
-    Relative models (DPT, Depth Anything) predict disparity and are inverted;
-    metric ones (GLPN, ZoeDepth, Depth Anything metric) predict depth.
-    ``resize=False`` keeps the model's output resolution (what its processor fed
-    it) instead of interpolating to the images' size (``synthlib.depth`` stores that).
-    """
-    images = list(images)
-    config = model.config
-    metric = getattr(config, "depth_estimation_type", None) == "metric" or config.model_type in ("glpn", "zoedepth")
-    device = next(model.parameters()).device
-    out = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        inputs = processor(images=chunk, return_tensors="pt").to(device)
-        predicted = model(**inputs).predicted_depth.float()
-        if resize:
-            predicted = F.interpolate(predicted[:, None], size=chunk[0].shape[:2], mode="bilinear", align_corners=False)[:, 0]
-        predicted = predicted.clamp_min(1e-6)
-        out.append((predicted if metric else 1.0 / predicted).cpu().numpy())
-    return np.concatenate(out).astype(np.float32)
