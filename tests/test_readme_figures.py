@@ -7,7 +7,7 @@ import pandas as pd
 
 ROOT = Path(__file__).resolve().parents[1]
 #: The README's sections that report measurements, each up to the next second-level heading.
-RESULT_SECTIONS = ("## minicity's domain gap", "## Results of the default run")
+RESULT_SECTIONS = ("## Dataset tailoring", "## minicity's domain gap", "## Results of the default run")
 #: A measured figure: a decimal number (settings such as "600 steps" or "seed 0" are whole numbers).
 FIGURE = re.compile(r"(?<![\w.`/-])[-+−]?\d+\.\d+(?![\w`/]|\.\d)")
 NAMED = re.compile(r"results/([\w.-]+\.(?:md|csv))")
