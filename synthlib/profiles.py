@@ -69,9 +69,8 @@ class Profile:
     seg_crop: tuple[int, ...] = (64, 128)  # (h, w) training crop
     seg_rcs_temperature: float = 0.0  # rare-class sampling; 0 disables
     seg_eval_window: tuple[int, ...] = ()  # (h, w) sliding-window inference; () = whole image
-    # Tailoring 06's sets (synthlib.tailoring): coarse labels (px each region shrinks; 0 = fine), the target's camera
-    tailor_coarse: int = 0
-    tailor_camera: bool = False
+    tailor_coarse: int = 0  # 06's sets (synthlib.tailoring): px each class region shrinks, its edge ignored; 0 = off
+    tailor_camera: bool = False  # 06's sets cropped so their horizon falls at the target's (synthlib.tailoring)
     # Segmenters trained at once in their own processes (01, 06), sharing the CPU threads; 1 on a GPU.
     seg_workers: int = 2
     # UDA baselines and pseudo-labels (stage 01)
@@ -256,8 +255,7 @@ PROFILES: dict[str, Profile] = {
         diff_depth_model="depth-anything/Depth-Anything-V2-Small-hf",
         diff_p_uncond=0.1,  # SD's own rate of dropped captions
         diff_text_dropout=True,  # ... dropped with the map: unconditional = "" + no map
-        # SD 1.5's standard guidance scale (its pipelines' default, the scale it was evaluated at). ControlNet's paper
-        # samples at 9; 7.5 because here the map is guided too (both are dropped), and stronger guidance saturates colours.
+        # SD 1.5's pipelines' default; ControlNet samples at 9, but here the map is guided too and more saturates colours
         diff_guidance=7.5,
         diff_sample_steps=50,
         diff_eval_images=500,
@@ -277,8 +275,7 @@ PROFILES: dict[str, Profile] = {
         mcoc_grid_maps=100,
         # Image-to-image translation baselines (04_translation_baselines)
         i2i_fda_beta=0.01,
-        i2i_ngf=64,
-        i2i_ndf=64,
+        i2i_ngf=64, i2i_ndf=64,  # CycleGAN's generator and discriminator widths
         i2i_blocks=9,
         i2i_steps=200000,
         i2i_decay_steps=100000,
