@@ -153,27 +153,25 @@ def tailor(run_dir: RunDir, cfg: Profile, train_set: str) -> str:
     With ``tailor_camera`` the set's own source-only segmenter is trained first (it is
     stage 06's row for the untailored set) to read the target's horizon.
     """
-    if cfg.tailor_coarse < 0:
-        raise ValueError(f"tailor_coarse {cfg.tailor_coarse}: expected pixels >= 0 (0 keeps the fine labels)")
     if not enabled(cfg):
         raise ValueError("tailor: the profile tailors nothing; set tailor_coarse > 0 or tailor_camera")
-    inputs, camera, measured = [train_set], None, {}
-    if cfg.tailor_camera:
-        model = seg.model_stage("supervised", train_set)
+    inputs = [train_set]
+    if cfg.tailor_camera:  # the crop follows from these inputs: measured when the stage is built, not on every call
         seg.fit(run_dir, cfg, train_set)
-        measured = {"set_horizon": horizon(s.label for s in run_dir.dataset(train_set, "train")),
-                    "target_horizon": target_horizon(run_dir, cfg, train_set)}  # fmt: skip
-        camera = camera_crop(measured["set_horizon"], measured["target_horizon"])
-        inputs += [model, f"data/{cfg.target}"]
-    params = {"train_set": train_set, "coarse": cfg.tailor_coarse, "camera": camera}
+        inputs += [seg.model_stage("supervised", train_set), f"data/{cfg.target}"]
+    params = {"train_set": train_set, "coarse": cfg.tailor_coarse, "camera": cfg.tailor_camera}
 
     def build(ctx):
         if not ctx.is_main:
             return
-        write_cityscapes(Tailored(run_dir.dataset(train_set, "train"), cfg.tailor_coarse, camera), ctx.out, "train")
-        ctx.info.update({k: round(v, 4) for k, v in measured.items()})
-        if camera is not None:
+        camera = None
+        if cfg.tailor_camera:
+            measured = {"set_horizon": horizon(s.label for s in run_dir.dataset(train_set, "train")),
+                        "target_horizon": target_horizon(run_dir, cfg, train_set)}  # fmt: skip
+            camera = camera_crop(measured["set_horizon"], measured["target_horizon"])
+            ctx.info.update({k: round(v, 4) for k, v in measured.items()})
             ctx.info["crop_top"], ctx.info["crop_size"] = round(camera[0], 4), round(camera[1], 4)
+        write_cityscapes(Tailored(run_dir.dataset(train_set, "train"), cfg.tailor_coarse, camera), ctx.out, "train")
 
     name = f"{FOLDER}/{train_set}"
     run_dir.stage(name, params, build, inputs=inputs)
