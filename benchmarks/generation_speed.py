@@ -43,7 +43,7 @@ def main() -> None:
         model = diffusion.add_branch(base, cfg.diff_branch, cfg.diff_depth)
     maps = generate_many(cfg.seed, "game", range(args.n), cfg.height, cfg.width, split="val", workers=2)
     seeds = list(range(args.n))
-    settings = generation.settings(cfg)
+    settings = generation.sampling_settings(cfg)
     print(f"{args.n} maps at {cfg.height}x{cfg.width}, model {model.info.get('config', model.info.get('source'))} at "
           f"{model.resolution[0]}x{model.resolution[1]} ({model.conditioning['branch']}), {settings}, batch {cfg.gen_batch}")
 

@@ -1,4 +1,4 @@
-"""The ``synthlib`` command: ``reproduce`` runs the notebooks in order, ``profiles`` lists profiles.
+"""The ``synthlib`` command: ``reproduce`` runs the notebooks in order, ``stages`` tells what a run holds, ``profiles`` lists profiles.
 
 ``synthlib reproduce --profile smoke --run ci --only 00,01`` executes
 ``notebooks/00_*.ipynb``, ``01_*.ipynb`` ... with papermill, passing ``profile``,
@@ -23,7 +23,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from synthlib import profiles, runs
+from synthlib import graph, profiles, runs
 from synthlib.reproduce import (  # noqa: F401 - the command's pieces, public here too
     RUN_RECORD,
     default_notebooks_dir,
@@ -32,7 +32,7 @@ from synthlib.reproduce import (  # noqa: F401 - the command's pieces, public he
     reproduce,
     select_notebooks,
 )
-from synthlib.steps import STEPS, run_step
+from synthlib.steps import STEPS, resolve, run_step
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -56,17 +56,7 @@ def main(argv: list[str] | None = None) -> int:
         help="where the run's tables and figures are copied when every notebook succeeded "
         "(default: the checkout's results/ for the default profile, results/<profile>/ for others)",
     )  # fmt: skip
-    stg = sub.add_parser(
-        "stage", help="build one step's stages as its notebook would, e.g. under accelerate launch on N GPUs",
-        description="Build the stages of one step of the pipeline, as its notebook would, without the notebook's "
-        "figures. Under `accelerate launch --num_processes N -m synthlib stage NAME ...` every process joins the "
-        "training and generation loops; `synthlib reproduce` with the same settings then finds the stages current.",
-    )  # fmt: skip
-    stg.add_argument("name", choices=list(STEPS), help="the step: " + "; ".join(f"{k} ({v})" for k, v in STEPS.items()))
-    stg.add_argument("--profile", default=None, help=f"one of {', '.join(profiles.names())} (default: $SYNTHLIB_PROFILE or default)")
-    stg.add_argument("--run", default=None, help="run directory name under runs/ (default: the profile's name, or the user profile file's)")
-    stg.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
-    _profile_options(stg)
+    _add_stage_commands(sub)
     res = sub.add_parser("results", help="copy a run's tables and figures into results/, or --check that results/ is current")
     res.add_argument("--run", default="default", help="run directory name under runs/")
     res.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
@@ -103,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         roots = profiles.parse_roots(args.roots)
         if args.command == "profiles":
             return _profiles(args.name, args.config, overrides, roots)
+        if args.command == "stages":
+            return _stages(args.profile, args.run, args.runs_dir, args.config, overrides, roots)
         if args.command == "stage":
             return run_step(args.name, args.profile, args.run, args.runs_dir, args.config, overrides, roots)
         return reproduce(
@@ -112,6 +104,48 @@ def main(argv: list[str] | None = None) -> int:
     except (profiles.ProfileError, runs.StageError, FileNotFoundError, ValueError) as e:
         print(f"synthlib: error: {e}", file=sys.stderr)
         return 2
+
+
+def _stages(profile: str | None, run: str | None, runs_dir: Path | None, config: str | None, overrides: dict, roots: dict) -> int:
+    """``synthlib stages``: the run's step graph with each step's state; 1 when a step is not current."""
+    import pandas as pd
+
+    cfg, _, _ = resolve(profile, config, overrides, roots)
+    name = run or (Path(config).stem if config is not None else cfg.name)
+    root = Path(runs_dir) if runs_dir is not None else runs.default_root()
+    if not (root / name).is_dir():
+        found = sorted(p.name for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        raise FileNotFoundError(f"no run {name!r} in {root} (runs there: {', '.join(found) or 'none'})")
+    table = graph.status(runs.open(name, root), cfg)
+    print(f"run {root / name} with profile {cfg.name}:")
+    with pd.option_context("display.width", 200, "display.max_colwidth", 110):
+        print(table.to_string())
+    return 0 if (table["state"] == "current").all() else 1
+
+
+def _add_stage_commands(sub) -> None:
+    """``stage NAME`` (build one step and what it needs) and ``stages`` (a run's step graph and state)."""
+    stg = sub.add_parser(
+        "stage", help="build one step's stages as its notebook would, e.g. under accelerate launch on N GPUs",
+        description="Build the stages of one step of the pipeline, as its notebook would, without the notebook's "
+        "figures. Under `accelerate launch --num_processes N -m synthlib stage NAME ...` every process joins the "
+        "training and generation loops; `synthlib reproduce` with the same settings then finds the stages current.",
+    )  # fmt: skip
+    stg.add_argument("name", choices=list(STEPS), help="the step: " + "; ".join(f"{k} ({v})" for k, v in STEPS.items()))
+    stg.add_argument("--profile", default=None, help=f"one of {', '.join(profiles.names())} (default: $SYNTHLIB_PROFILE or default)")
+    stg.add_argument("--run", default=None, help="run directory name under runs/ (default: the profile's name, or the user profile file's)")
+    stg.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
+    _profile_options(stg)
+    sts = sub.add_parser(
+        "stages", help="print a run's stage graph: each step's needs, whether it is current, stale or missing, and why",
+        description="Read a run without building anything: each step of the pipeline (synthlib stage NAME builds one) "
+        "with the notebook it belongs to, the steps it needs, its state and the reason (the first stage that is not "
+        "current, and what changed: parameters, an input stage, the code, the packages).",
+    )  # fmt: skip
+    sts.add_argument("--profile", default=None, help=f"one of {', '.join(profiles.names())} (default: $SYNTHLIB_PROFILE or default)")
+    sts.add_argument("--run", default=None, help="run directory name under runs/ (default: the profile's name, or the user profile file's)")
+    sts.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
+    _profile_options(sts)
 
 
 def _add_export(sub) -> None:

@@ -4,8 +4,8 @@ Mean Class-wise Object Consistency (docs/design.md §5): for an image generated 
 a segmenter (the *judge*) predicts trainIds, and the image's MCOC is how far they agree
 with the map's objects, class by class. Objects, scores, filtering and rectification are
 ``synthlib.mcoc_objects``, the grid of generation settings ``synthlib.mcoc_search``, the
-stages' names and tables ``synthlib.mcoc_tables``; this module re-exports them and builds
-the stages, with the judge.
+stages' names and tables ``synthlib.mcoc_tables``, the judge ``synthlib.mcoc_judge``; this
+module re-exports them and builds the stages.
 
 Input: a generated set (stage ``generated/<source>`` of 04) and the judge — the run's
 pseudo-labeller by default, never the target oracle (it saw target labels). Output: stage
@@ -30,8 +30,8 @@ import pandas as pd
 
 from synthlib import generation
 from synthlib.datasets import Sample, write_cityscapes
-from synthlib.fingerprints import weights_fingerprint
 from synthlib.labels import CLASS_NAMES, NUM_CLASSES, colorize
+from synthlib.mcoc_judge import _judge_weights, judge_name, judge_stage, load_judge, required_judge, train_judge  # noqa: F401 - public names of mcoc
 from synthlib.mcoc_objects import (  # noqa: F401 - public names of mcoc
     RECTIFY_MODES,
     RECTIFY_WITHIN,
@@ -71,65 +71,11 @@ from synthlib.mcoc_tables import (  # noqa: F401 - public names of mcoc
     summary,
 )
 from synthlib.profiles import Profile
-from synthlib.runs import RunDir, processes
+from synthlib.runs import RunDir
 from synthlib.segmenters.infer import batch_of, predict, window_of
 from synthlib.viz import image_grid
 
 SPLIT = generation.SPLIT
-
-
-# --- the judge ------------------------------------------------------------------------------------
-
-
-def judge_name(cfg: Profile) -> str:
-    """The judge the profile asks for: ``mcoc_judge``, else the pseudo-labeller."""
-    return cfg.mcoc_judge or cfg.pseudo_labeller
-
-
-def judge_stage(cfg: Profile) -> str | None:
-    """The model stage of the judge (None for a folder / hub id); the oracle is refused.
-
-    A method name (``self_training``, ``advent``, ...) is that method's model on
-    ``uda_source`` from stage 01; a ``models/...`` name is that stage.
-    """
-    from synthlib.segmenters import fit as seg
-
-    name = judge_name(cfg)
-    oracle = seg.model_stage("supervised", f"data/{cfg.target}")
-    if name == "oracle" or name == oracle:
-        raise MCOCError(
-            f"mcoc_judge {name!r}: the target oracle was trained on target labels, which the framework never uses; "
-            f"judge with the pseudo-labeller (mcoc_judge='') or another segmenter trained without target labels "
-            f"({', '.join(m for m in seg.METHODS if m != 'supervised')}, or a source-only model stage)"
-        )
-    if name in seg.METHODS:
-        return seg.model_stage(name, f"data/{cfg.uda_source}")
-    if name.startswith("models/"):
-        return name
-    return None
-
-
-def ensure_judge(run_dir: RunDir, cfg: Profile) -> str | None:
-    """The judge's model stage, trained first (stage 01's code, cached) when it is a method the run lacks."""
-    from synthlib.segmenters import fit as seg
-
-    stage = judge_stage(cfg)
-    name = judge_name(cfg)
-    if stage is not None and run_dir.manifest(stage) is None:
-        if name not in seg.METHODS:
-            raise MCOCError(f"mcoc_judge {name!r}: run {run_dir.name!r} has no completed stage {stage!r}")
-        seg.fit(run_dir, cfg, f"data/{cfg.uda_source}", name, target=f"data/{cfg.target}")
-    return stage
-
-
-def load_judge(run_dir: RunDir, cfg: Profile):
-    """The judge segmenter on the accelerator's device."""
-    from synthlib.segmenters import fit as seg
-    from synthlib.segmenters import load
-
-    stage = ensure_judge(run_dir, cfg)
-    model = load(judge_name(cfg)) if stage is None else seg.load_model(run_dir, stage)
-    return model.to(processes().device).eval()
 
 
 def judged_classes(run_dir: RunDir, cfg: Profile, judge, n: int = 200) -> np.ndarray:
@@ -195,7 +141,7 @@ def filter_set(
     _check_min_pixels(cfg.mcoc_min_pixels)
     stage = generation_stage(source)
     _manifest(run_dir, stage, "generate it first (04_generation)")
-    jstage = ensure_judge(run_dir, cfg)
+    jstage = required_judge(run_dir, cfg)
     params = {
         "source": stage,
         "judge": judge_name(cfg),
@@ -239,17 +185,17 @@ def _filter_batch(batch: list[Sample], predictions: np.ndarray, judged: np.ndarr
     labels = np.stack([x.label for x in batch])
     instances = np.stack([instances_of(x) for x in batch])
     found = objects(labels, instances, params["min_pixels"], judged)
-    scores_ = score(labels, predictions, found=found)
-    kept = keep(scores_.image, params["threshold"])
+    scored = score(labels, predictions, found=found)
+    kept = keep(scored.image, params["threshold"])
     new, changed = rectify(labels, predictions, fraction=params["fraction"], mode=params["rectify"], found=found, within=params["within"])
     after = score(new, predictions, found=objects(new, instances, params["min_pixels"], judged)).image
-    n_objects = np.bincount(scores_.objects["image"], minlength=len(batch))
+    n_objects = np.bincount(scored.objects["image"], minlength=len(batch))
     n_changed = np.bincount(changed["image"], minlength=len(batch))
-    rows = [{"id": x.id, "mcoc": scores_.image[j], "kept": bool(kept[j]), "objects": int(n_objects[j]),
+    rows = [{"id": x.id, "mcoc": scored.image[j], "kept": bool(kept[j]), "objects": int(n_objects[j]),
              "objects changed": int(n_changed[j]), "mcoc rectified": after[j]} for j, x in enumerate(batch)]
     changed = changed.assign(id=[batch[i].id for i in changed["image"]], kept=kept[changed["image"]]).drop(columns=["image", "object"])
     out = [
-        Sample(x.image, new[j], x.depth, x.instances, x.id, {**x.meta, "mcoc": _finite(scores_.image[j]), "objects_changed": int(n_changed[j])})
+        Sample(x.image, new[j], x.depth, x.instances, x.id, {**x.meta, "mcoc": _finite(scored.image[j]), "objects_changed": int(n_changed[j])})
         for j, x in enumerate(batch)
         if kept[j]
     ]
@@ -327,8 +273,8 @@ def search_settings(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
         raise MCOCError(f"mcoc_grid_maps must be >= 1, got {cfg.mcoc_grid_maps}")
     _check_min_pixels(cfg.mcoc_min_pixels)
     sources = generation.sources(cfg)
-    jstage = ensure_judge(run_dir, cfg)
-    generation.ensure_model(run_dir, cfg)
+    jstage = required_judge(run_dir, cfg)
+    generation.model_path(run_dir, cfg)  # made by step 'stage2'
     params = {
         "grid": [asdict(p) for p in points],
         "maps": cfg.mcoc_grid_maps,
@@ -359,15 +305,6 @@ def search_settings(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
 
 
 # --- helpers of the stages -------------------------------------------------------------------------
-
-
-def _judge_weights(cfg: Profile, stage: str | None) -> dict[str, str]:
-    """``{"judge_weights": fingerprint}`` for a judge loaded from a folder / cached hub id, else nothing.
-
-    New weights at the judge's path then re-run the stage; stages judged by a model stage keep their hashes.
-    """
-    weights = None if stage is not None else weights_fingerprint(judge_name(cfg))
-    return {} if weights is None else {"judge_weights": weights}
 
 
 def _predict(judge, images: np.ndarray, cfg: Profile) -> np.ndarray:

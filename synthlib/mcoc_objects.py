@@ -176,8 +176,8 @@ def check_threshold(threshold: float, name: str = "mcoc_threshold") -> float:
 def keep(image_scores: np.ndarray, threshold: float) -> np.ndarray:
     """Which images survive filtering: MCOC >= ``threshold``; images without objects (NaN) are kept."""
     threshold = check_threshold(threshold)
-    scores_ = np.asarray(image_scores, np.float64)
-    return np.isnan(scores_) | (scores_ >= threshold)
+    values = np.asarray(image_scores, np.float64)
+    return np.isnan(values) | (values >= threshold)
 
 
 def check_rectify(mode: str, within: str, fraction: float, names: tuple[str, str, str], numbers: tuple[type, ...] = _NUMBERS) -> None:

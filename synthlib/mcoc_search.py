@@ -33,7 +33,7 @@ def settings_grid(cfg: Profile) -> list[generation.Settings]:
     points = list(itertools.product(cfg.mcoc_grid_guidance, cfg.mcoc_grid_conditioning, cfg.mcoc_grid_steps))
     if not points:
         raise MCOCError("the settings grid is empty: give mcoc_grid_guidance, mcoc_grid_conditioning and mcoc_grid_steps at least one value each")
-    return [generation.settings(cfg, guidance_scale=float(g), conditioning_scale=float(c), steps=int(s)) for g, c, s in points]
+    return [generation.sampling_settings(cfg, guidance_scale=float(g), conditioning_scale=float(c), steps=int(s)) for g, c, s in points]
 
 
 def held_out_maps(run_dir: RunDir, cfg: Profile) -> list[Sample]:
@@ -64,7 +64,7 @@ def score_grid(
     ``model``: the stage-2 model; ``judged``: the classes that make objects; ``predict``:
     the judge's trainIds for uint8 NxHxWx3 images.
     """
-    maps = [generation.fit(m, model, cfg.gen_fit, "held-out maps") for m in held_out_maps(run_dir, cfg)]
+    maps = [generation.fit_to_model(m, model, cfg.gen_fit, "held-out maps") for m in held_out_maps(run_dir, cfg)]
     maps = depth.with_depth(maps, model, cfg)
     seeds = [generation.seed_of(cfg.seed, 10**6 + i, 0) for i in range(len(maps))]
     groups = {}  # same-size maps are generated and scored together
@@ -99,7 +99,7 @@ def rank(table: pd.DataFrame) -> pd.DataFrame:
 def best_settings(table: pd.DataFrame, cfg: Profile) -> generation.Settings:
     """The best row of ``search_settings`` as generation ``Settings`` (scheduler ``gen_scheduler``)."""
     best = rank(table).iloc[0]
-    return generation.settings(cfg, guidance_scale=float(best["guidance_scale"]), conditioning_scale=float(best["conditioning_scale"]), steps=int(best["steps"]))
+    return generation.sampling_settings(cfg, guidance_scale=float(best["guidance_scale"]), conditioning_scale=float(best["conditioning_scale"]), steps=int(best["steps"]))
 
 
 def settings_heatmap(table: pd.DataFrame, value: str = "MCOC") -> plt.Figure:

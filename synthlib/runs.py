@@ -29,7 +29,6 @@ as it makes no other stage itself (that stage would wait for them);
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -44,8 +43,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from synthlib import provenance
+from synthlib import provenance, stage_keys
 from synthlib.provenance import git_revision, package_versions  # noqa: F401 - public here since runs came first
+from synthlib.stage_keys import PlanStop, StageError, hash_params, planning, stale_reason  # noqa: F401 - public here
+from synthlib.stage_keys import canonical as _canonical
 
 if TYPE_CHECKING:
     from accelerate import PartialState
@@ -54,10 +55,6 @@ RUNS_ENV_VAR = "SYNTHLIB_RUNS_DIR"
 MANIFEST = "manifest.json"
 LOCK = ".lock"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(/[A-Za-z0-9][A-Za-z0-9_.-]*)*$")
-
-
-class StageError(RuntimeError):
-    """A stage was asked for with bad parameters or missing inputs, or was changed after it was made."""
 
 
 #: (run folder, stage) of every stage this process made, reused or read: what its tables were computed from.
@@ -173,19 +170,29 @@ class RunDir:
         the packages are ``provenance.KEY_PACKAGES``. A current stage whose files were
         changed by hand raises ``StageError`` naming them.
         """
+        return self.stale_reason(name, params, inputs) is None
+
+    def stale_reason(self, name: str, params: Any, inputs: Iterable[str] = ()) -> str | None:
+        """Why the stage is not current (``"missing"``, ``"parameters changed (seg_steps)"``, ...), None when it is."""
+        fingerprints = {}
+        for dep in inputs:
+            manifest = self.manifest(dep)
+            fingerprints[dep] = None if manifest is None else manifest["fingerprint"]
         manifest = self.manifest(name)
-        if manifest is None or "code" not in manifest:
-            return False  # a stage from before code was part of the key
-        versions = package_versions()
-        current = (
-            manifest["params_hash"] == hash_params(params)
-            and manifest["inputs"] == self._input_fingerprints(name, inputs)
-            and manifest["code"]["fingerprint"] == provenance.code_fingerprint(manifest["code"]["modules"])
-            and all(manifest["packages"].get(p) == versions[p] for p in provenance.KEY_PACKAGES)
-        )
-        if current:
+        why = stale_reason(manifest, _canonical(params, name), fingerprints, package_versions())
+        if why is None:
             self.verify(name, manifest)
-        return current
+        return why
+
+    def require(self, name: str, made_by: str) -> Path:
+        """The path of a completed stage this one reads; ``StageError`` saying what makes it when it is missing.
+
+        Stages never build what they read (``synthlib.graph`` decides what runs when);
+        ``made_by`` names the step or call that does.
+        """
+        if self.manifest(name) is None:
+            raise StageError(f"run {self.name!r} has no completed stage {name!r}: {made_by} makes it (`synthlib stage` builds a step and what it needs)")
+        return self.stage_path(name)
 
     def verify(self, name: str, manifest: dict[str, Any] | None = None) -> None:
         """Raise ``StageError`` when a completed stage's files differ from those its manifest records."""
@@ -222,7 +229,9 @@ class RunDir:
         modules = provenance.code_modules(build)
         state = processes()
         _USED.setdefault((str(self.path), name), None)
-        if not force and self.is_current(name, canonical, inputs):
+        why = "forced" if force else self.stale_reason(name, canonical, inputs)
+        stage_keys.planned(name, why)  # while planning, a stage that is not current stops here
+        if why is None:
             if state.is_main_process:
                 print(f"[synthlib] {name}: up to date, skipped ({final})")
             return final
@@ -248,7 +257,7 @@ class RunDir:
                 "params_hash": params_hash,
                 "inputs": input_fps,
                 "fingerprint": hashlib.sha256(f"{params_hash}{input_fps}{uuid.uuid4()}".encode()).hexdigest(),
-                "code": {"fingerprint": provenance.code_fingerprint(modules), "modules": modules},
+                "code": stage_keys.code_record(modules),
                 "git": git_revision(),
                 "packages": package_versions(),
                 "started": started,
@@ -363,28 +372,6 @@ class RunDir:
                 pid = entry.name.rsplit(".", 2)[-2] if entry.name.count(".") >= 2 else ""
                 if not (pid.isdigit() and _alive(int(pid))):
                     shutil.rmtree(entry, ignore_errors=True)
-
-
-def hash_params(params: Any) -> str:
-    """sha256 of the parameters' canonical JSON."""
-    return hashlib.sha256(json.dumps(_canonical(params, "params"), sort_keys=True).encode()).hexdigest()
-
-
-def _canonical(value: Any, where: str) -> Any:
-    """JSON-ready copy: dataclasses to dicts, tuples to lists, paths to strings."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        value = dataclasses.asdict(value)
-    if isinstance(value, dict):
-        return {str(k): _canonical(v, where) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_canonical(v, where) for v in value]
-    if isinstance(value, Path):
-        return str(value)
-    if hasattr(value, "item") and callable(value.item):  # numpy scalars
-        return value.item()
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    raise StageError(f"stage {where!r}: parameter value {value!r} ({type(value).__name__}) is not JSON-serialisable")
 
 
 def _check_name(name: str) -> None:

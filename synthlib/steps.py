@@ -12,19 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from synthlib import profiles, runs
+from synthlib import graph, profiles, runs
 
-#: Steps ``synthlib stage`` builds, with the notebook whose stages they are.
-STEPS: dict[str, str] = {
-    "data": "00",
-    "pseudo_labels": "01",
-    "stage1": "02",
-    "stage2": "03",
-    "generation": "04_generation",
-    "translation": "04_translation_baselines",
-    "mcoc": "05",
-    "segmentation": "06",
-}
+#: Steps ``synthlib stage`` builds, with the notebook whose stages they are (declared in ``synthlib.graph``).
+STEPS: dict[str, str] = {name: step.notebook for name, step in graph.STEPS.items()}
 
 
 def run_step(
@@ -36,7 +27,7 @@ def run_step(
     overrides: dict[str, Any] | None = None,
     roots: dict[str, str] | None = None,
 ) -> int:
-    """Build step ``name``'s stages with the same calls its notebook makes (tables and figures aside).
+    """Build step ``name``'s stages, after every step it needs, with the calls its notebook makes (tables and figures aside).
 
     Settings resolve as in ``reproduce``, so the stages are the ones ``reproduce``
     would make and later finds current. Under ``accelerate launch`` every process
@@ -46,44 +37,7 @@ def run_step(
         raise ValueError(f"no step {name!r}; valid: {', '.join(STEPS)}")
     cfg, source, overrides = resolve(profile, config, overrides, roots)
     run_dir = runs.open(run or (Path(config).stem if config is not None else cfg.name), runs_dir)
-    if name == "data":
-        from synthlib import data
-
-        data.prepare(run_dir, cfg)
-    elif name == "pseudo_labels":
-        from synthlib import pseudo_labels
-
-        pseudo_labels.train_baselines(run_dir, cfg)
-        pseudo_labels.make(run_dir, cfg)
-    elif name == "stage1":
-        from synthlib import diffusion
-
-        diffusion.pretrain.pretrain(run_dir, cfg)
-        diffusion.train_stage1(run_dir, cfg)
-    elif name == "stage2":
-        from synthlib import diffusion
-
-        diffusion.train_stage2(run_dir, cfg)
-    elif name == "generation":
-        from synthlib import generation
-
-        generation.generate_all(run_dir, cfg)
-    elif name == "translation":
-        from synthlib import translation
-
-        translation.check(run_dir, cfg)
-        translation.source_models(run_dir, cfg)
-        translation.train_cyclegans(run_dir, cfg)
-        translation.write_sets(run_dir, cfg)
-    elif name == "mcoc":
-        from synthlib import mcoc
-
-        mcoc.settings_used(run_dir, cfg, mcoc.search_settings(run_dir, cfg))
-        mcoc.filter_all(run_dir, cfg)
-    else:
-        from synthlib import segmentation
-
-        segmentation.evaluate_all(run_dir, cfg, segmentation.train_all(run_dir, cfg))
+    graph.build(run_dir, cfg, name)
     print(f"{name}: the stages of {STEPS[name]} are current in {run_dir.path}", flush=True)
     return 0
 

@@ -70,3 +70,16 @@ def test_no_stage_imports_a_later_stage():
     wrong = [f"{m} (stage {order[m]:02}) imports {t} (stage {order[t]:02})"
              for m, targets in _imports().items() if m in order for t in targets if t in order and order[t] > order[m]]  # fmt: skip
     assert wrong == []
+
+
+def test_no_file_over_400_lines_and_no_function_over_80():
+    """One concern per module keeps each file readable in one sitting; the limits make that checkable."""
+    long_files, long_functions = [], []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        text = path.read_text()
+        if text.count("\n") > 400:
+            long_files.append(f"{path.relative_to(ROOT)} ({text.count(chr(10))} lines)")
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno + 1 > 80:
+                long_functions.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({node.end_lineno - node.lineno + 1} lines)")
+    assert long_files == [] and long_functions == []

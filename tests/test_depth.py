@@ -10,7 +10,7 @@ from PIL import Image
 
 from synthlib import data, depth, profiles, runs, tiny_hub
 from synthlib.datasets import write_cityscapes
-from synthlib.diffusion import stage2
+from synthlib.diffusion import pretrain, stage1, stage2
 from synthlib.fingerprints import weights_fingerprint
 from tests.test_runs import accelerate_launch
 
@@ -124,6 +124,8 @@ def test_stage_2_reads_the_depth_stage_instead_of_running_the_model(tmp_path, so
     depth.estimate_dataset(run_dir, cfg, "data/real")
     calls, reads, real_read = counting(monkeypatch), [], depth.read
     monkeypatch.setattr(depth, "read", lambda *a, **k: reads.append(a[2]) or real_read(*a, **k))
+    pretrain.pretrain(run_dir, cfg)  # the steps stage 2 needs, made first as the graph makes them
+    stage1.train_stage1(run_dir, cfg)
     stage2.train_stage2(run_dir, cfg)
     assert calls == [] and reads  # the training pairs were read from the stage
     assert set(reads) <= set(run_dir.dataset(stage2.PAIRS, "train").ids)
@@ -139,6 +141,7 @@ def test_stage_2_without_a_depth_model_asks_for_no_depth_stage(tmp_path, source_
     """Embedded profiles: the dataset's depth, the stages' parameters and inputs as before."""
     run_dir, asked = new_run(tmp_path, source_run), {}
     monkeypatch.setattr(run_dir, "stage", lambda name, params, build, inputs=(), force=False: asked.setdefault(name, (params, list(inputs))))
+    monkeypatch.setattr(run_dir, "require", lambda name, made_by: run_dir.stage_path(name))  # stage 1 taken as made
     stage2.train_stage2(run_dir, cfg_of())
     assert not any(name.startswith("depth/") for name in asked)
     params, inputs = asked[stage2.STAGE]

@@ -668,7 +668,7 @@ def test_the_paper_profile_samples_stable_diffusion_with_guidance():
 def test_loader_workers_give_the_same_batches():
     import pickle
 
-    from synthlib.diffusion.train import _loader
+    from synthlib.diffusion.examples import loader as _loader
 
     model = diffusion.add_branch(diffusion.build("micro", (8, 16)), "concat", depth=True)
     s = DiffusionSettings(steps=3, batch_size=4, seed=3, erosion=1)

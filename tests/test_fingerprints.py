@@ -11,6 +11,8 @@ from transformers import SegformerConfig, SegformerForSemanticSegmentation
 
 from synthlib import fingerprints, mcoc, profiles, pseudo_labels, runs, segmenters, zoo
 from synthlib.datasets import write_cityscapes
+from synthlib.diffusion.pretrain import pretrain
+from synthlib.diffusion.stage1 import train_stage1
 from synthlib.diffusion.stage2 import train_stage2
 from synthlib.fingerprints import weights_fingerprint
 from synthlib.generation import generate_set
@@ -206,8 +208,10 @@ def test_diffusion_and_depth_stages_record_their_weights(tmp_path, stripes_run, 
         return tmp_path / "made" / name
 
     monkeypatch.setattr(run_dir, "stage", stage)
+    monkeypatch.setattr(run_dir, "require", lambda name, made_by: tmp_path / "made" / name)  # the steps before, taken as made
     common = dict(sources=["src"], target="tgt", conditions=[], diff_depth=True)
     loaded = profiles.load("smoke", diff_model=str(tmp_path / "sd"), diff_depth_model=str(tmp_path / "depth"), **common)
+    train_stage1(run_dir, loaded)
     train_stage2(run_dir, loaded)
     generate_set(run_dir, loaded, "src")
     assert asked["diffusion/stage1"]["model_weights"] == weights_fingerprint(tmp_path / "sd")
@@ -215,8 +219,11 @@ def test_diffusion_and_depth_stages_record_their_weights(tmp_path, stripes_run, 
     assert asked["generated/src"]["depth_weights"] == weights_fingerprint(tmp_path / "depth")
 
     asked.clear()
-    train_stage2(run_dir, profiles.load("smoke", **common))  # micro, the dataset's depth: no weights keys
-    generate_set(run_dir, profiles.load("smoke", **common), "src")
+    micro = profiles.load("smoke", **common)  # micro, the dataset's depth: no weights keys
+    pretrain(run_dir, micro)
+    train_stage1(run_dir, micro)
+    train_stage2(run_dir, micro)
+    generate_set(run_dir, micro, "src")
     assert asked.keys() == {"diffusion/pretrain", "diffusion/stage1", "diffusion/stage2", "generated/src"}
     assert not any(key.endswith("_weights") for params in asked.values() for key in params)
 

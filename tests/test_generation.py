@@ -41,7 +41,6 @@ def make_run(tmp_path, model_folder, monkeypatch, maps: list[Sample], name: str 
     run_dir = runs.open(name, tmp_path)
     run_dir.stage("data/toy", {"n": len(maps)}, lambda ctx: write_cityscapes(maps, ctx.out, "train", progress=False))
     run_dir.stage(generation.MODEL_STAGE, {"test": 1}, lambda ctx: shutil.copytree(model_folder, ctx.out / "model"))
-    monkeypatch.setattr(generation, "ensure_model", lambda run_dir, cfg: run_dir.stage_path(generation.MODEL_STAGE))
     return run_dir
 
 
@@ -115,7 +114,6 @@ _GENERATE = """
 import sys
 from synthlib import generation, profiles, runs
 
-generation.ensure_model = lambda run_dir, cfg: run_dir.stage_path(generation.MODEL_STAGE)  # the test's untrained model
 cfg = profiles.load("smoke", gen_sources=["toy"], gen_per_map=2, gen_batch=3, gen_steps=2, gen_max_maps=0)
 generation.generate_set(runs.open(sys.argv[2], sys.argv[1]), cfg, "toy")
 """
@@ -186,7 +184,7 @@ def test_bad_maps_and_empty_sets_are_clear_errors(tmp_path, model_folder, monkey
         generation.generate_set(run_dir, cfg, "toy")
     assert run_dir.manifest("generated/toy") is None
     with pytest.raises(generation.GenerationError, match="gen_scheduler 'euler' unknown"):
-        generation.settings(cfg, scheduler="euler")
+        generation.sampling_settings(cfg, scheduler="euler")
 
 
 def test_compose_draws_shapes_with_instances_and_ground_depth():

@@ -393,9 +393,9 @@ def test_the_judge_runs_in_the_profiles_window_everywhere(tmp_path, monkeypatch)
         i = next(i for i, x in enumerate(images) if np.array_equal(x, panels[0]))
         assert np.array_equal(panels[2], colorize(on_generated[i]))
 
-    monkeypatch.setattr(generation, "ensure_model", lambda run_dir, cfg: None)
+    monkeypatch.setattr(generation, "model_path", lambda run_dir, cfg: None)
     monkeypatch.setattr(generation, "load_model", lambda run_dir, cfg: None)
-    monkeypatch.setattr(generation, "fit", lambda sample, model, mode, where: sample)
+    monkeypatch.setattr(generation, "fit_to_model", lambda sample, model, mode, where: sample)
     monkeypatch.setattr(generation, "generate_from", lambda model, cfg, maps, seeds, s: np.stack([m.image for m in maps]))  # the maps' own images
     held_out = run_dir.dataset("data/src", "val")
     maps = np.stack([held_out[i].label for i in range(3)])

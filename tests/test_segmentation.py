@@ -99,7 +99,7 @@ def test_stage_06_evaluates_and_draws_in_the_profiles_window(stripes_run, tmp_pa
 
 def test_pseudo_labels_and_translation_evaluations_run_in_the_profiles_window(stripes_run, tmp_path, monkeypatch):  # noqa: F811
     from synthlib import pseudo_labels
-    from synthlib.translation import baselines
+    from synthlib.translation import baselines, measures
     from tests.test_segmenters import record_inputs
 
     run_dir, cfg, model, stage = _windowed(stripes_run, tmp_path)
@@ -117,6 +117,6 @@ def test_pseudo_labels_and_translation_evaluations_run_in_the_profiles_window(st
     _windows_only(seen)
     seen.clear()
     monkeypatch.setattr(baselines.seg, "fit", lambda *a, **k: None)  # the source-only model is the stage made above
-    table = baselines.trained_on(run_dir, cfg)
+    table = measures.trained_on(run_dir, cfg)
     assert table.loc[("src", "source only"), "mIoU"] == pytest.approx(_miou(val_pred, val_labels))
     _windows_only(seen)

@@ -7,7 +7,7 @@ from torch import nn
 
 from synthlib import profiles, runs, segmenters
 from synthlib.datasets import Dataset, Sample, write_cityscapes
-from synthlib.translation import baselines, cyclegan, fourier
+from synthlib.translation import baselines, cyclegan, fourier, measures
 from synthlib.translation.cyclegan import CycleGAN, CycleGANSettings, ImageBuffer, PatchDiscriminator
 
 
@@ -216,9 +216,9 @@ def test_consistency_is_the_oracle_on_each_translated_set_against_its_maps(tiny_
     run_dir.stage("models/supervised/data/real", {}, lambda ctx: None)  # stands for stage 01's oracle
     monkeypatch.setattr(baselines.seg, "fit", lambda *a, **k: None)
     monkeypatch.setattr(baselines.seg, "load_model", lambda run_dir, stage: stage)
-    monkeypatch.setattr(baselines, "evaluate_model", oracle_eval)
+    monkeypatch.setattr(measures, "evaluate_model", oracle_eval)
     baselines.write_set(run_dir, cfg, "colour", "flat")
-    table = baselines.consistency(run_dir, cfg)["mIoU"]
+    table = measures.consistency(run_dir, cfg)["mIoU"]
     assert list(table.index) == [("flat", "source only"), ("flat", "colour transfer (Lab)")]  # sets not written yet are left out
     assert table[("flat", "colour transfer (Lab)")] > table[("flat", "source only")] + 20, table
     assert run_dir.manifest("i2i/consistency/colour-flat")["params"]["model"] == "models/supervised/data/real"

@@ -35,6 +35,11 @@ def prompt_of(source: str) -> str:
     return f"a {source} street scene"
 
 
+def base(run_dir: RunDir, cfg: Profile) -> Path | None:
+    """The pretrained stage stage 1 starts from (it must be made: ``pretrain``); None when the profile loads a model."""
+    return run_dir.require(STAGE, "step 'pretrain' (diffusion.pretrain.pretrain, notebook 02_stage1)") if needed(cfg) else None
+
+
 def pretrain(run_dir: RunDir, cfg: Profile) -> Path | None:
     """Make (or reuse) stage ``diffusion/pretrain``; None when the profile loads a pretrained model."""
     if not needed(cfg):

@@ -26,7 +26,7 @@ from synthlib.diffusion import scores
 from synthlib.diffusion.common import curve, images_of, judge_stage, load_judge, sample_grid, settings
 from synthlib.diffusion.model import CONFIGS, build, load, save
 from synthlib.diffusion.pretrain import STAGE as PRETRAIN
-from synthlib.diffusion.pretrain import pretrain
+from synthlib.diffusion.pretrain import base as pretrained_base
 from synthlib.diffusion.sampling import generate
 from synthlib.diffusion.train import Examples, settings_dict, train
 from synthlib.fingerprints import weights_fingerprint
@@ -39,8 +39,8 @@ N_SHOW = 8  # sample images kept for the before / after grid
 
 
 def train_stage1(run_dir: RunDir, cfg: Profile) -> Path:
-    """Make (or reuse) stage ``diffusion/stage1`` (and the pretraining stage it starts from)."""
-    base = pretrain(run_dir, cfg)
+    """Make (or reuse) stage ``diffusion/stage1`` from the pretraining stage (``pretrain``, made first) or the profile's model."""
+    base = pretrained_base(run_dir, cfg)
     s = settings(cfg, "stage1")
     target = f"data/{cfg.target}"
     judge = judge_stage(cfg) if run_dir.manifest(judge_stage(cfg)) is not None else None
@@ -134,11 +134,11 @@ def appearance_table(run_dir: RunDir):
     """Appearance scores (lower = closer to the target) of stage 1's samples and the references."""
     import pandas as pd
 
-    scores_ = run_dir.manifest(STAGE)["info"].get("appearance")
-    if not scores_:
+    measured = run_dir.manifest(STAGE)["info"].get("appearance")
+    if not measured:
         return pd.DataFrame()
     labels = {"before": "generated, before stage 1", "after": "generated, after stage 1"}
-    rows = {labels.get(k, k): v for k, v in scores_.items()}
+    rows = {labels.get(k, k): v for k, v in measured.items()}
     return pd.DataFrame({"Fréchet distance to target val": rows}).rename_axis("images")
 
 

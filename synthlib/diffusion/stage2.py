@@ -32,7 +32,6 @@ from synthlib.diffusion.conditioning import erode, unknown_share
 from synthlib.diffusion.model import add_branch, load, save
 from synthlib.diffusion.sampling import generate
 from synthlib.diffusion.stage1 import STAGE as STAGE1
-from synthlib.diffusion.stage1 import train_stage1
 from synthlib.diffusion.train import Examples, settings_dict, train
 from synthlib.fingerprints import weights_fingerprint
 from synthlib.profiles import Profile
@@ -45,14 +44,14 @@ N_SHOW = 8
 
 
 def train_stage2(run_dir: RunDir, cfg: Profile, stage: str = STAGE) -> Path:
-    """Make (or reuse) stage ``diffusion/stage2`` (and stage 1 before it).
+    """Make (or reuse) stage ``diffusion/stage2`` on stage 1's model (``train_stage1``, made first).
 
     ``stage`` names the output (benchmarks train both branches side by side).
     """
     s = settings(cfg, "stage2")
-    _check(cfg)  # bad parameters fail before stage 1 trains
-    depth_stage = _depth_stage(run_dir, cfg)  # ... and so does a depth model that does not load
-    stage1 = train_stage1(run_dir, cfg)
+    _check(cfg)  # bad parameters fail before anything loads
+    stage1 = run_dir.require(STAGE1, "step 'stage1' (diffusion.train_stage1, notebook 02_stage1)")
+    depth_stage = _depth_stage(run_dir, cfg)
     judge = judge_stage(cfg) if run_dir.manifest(judge_stage(cfg)) is not None else None
     params = {
         "branch": cfg.diff_branch,

@@ -17,12 +17,10 @@ the trained module keeps float32 weights under accelerate's mixed precision.
 from __future__ import annotations
 
 import importlib.util
-import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -31,12 +29,11 @@ from accelerate import Accelerator
 from accelerate.utils import set_seed
 from diffusers.optimization import get_scheduler
 from diffusers.training_utils import EMAModel
-from PIL import Image
 from tqdm.auto import tqdm
 
 from synthlib import checkpoints as checkpoints_io
-from synthlib.datasets import Dataset
-from synthlib.diffusion.conditioning import check_pair, drop, drop_with_text, encode
+from synthlib.diffusion.conditioning import drop, drop_with_text
+from synthlib.diffusion.examples import Examples, loader
 from synthlib.diffusion.model import DiffusionModel
 from synthlib.diffusion.precision import cast, device_dtype, restore
 
@@ -77,70 +74,6 @@ _RECORDED_UNLESS = {"text_dropout": False, "inference_dtype": "float32"}
 _NOT_RECORDED = ("data_workers",)
 
 
-class Examples(torch.utils.data.Dataset):
-    """Training examples: images at the model's resolution, a prompt index, and (stage 2) conditioning.
-
-    ``parts``: (dataset, prompt index) pairs, concatenated. With ``conditioning``
-    (a dict of ``size``, ``erosion`` and ``depth``: None, or "dataset" for the
-    samples' own depth, or an array NxHxW per part) each example carries the
-    encoded label map. Randomness (flip, jitter) is keyed by stream position.
-    """
-
-    def __init__(
-        self,
-        parts: Sequence[tuple[Dataset, int]],
-        resolution: Sequence[int],
-        settings: DiffusionSettings,
-        conditioning: dict[str, Any] | None = None,
-        stream: int = 0,
-    ) -> None:
-        self.parts = list(parts)
-        self.offsets = np.cumsum([0] + [len(d) for d, _ in self.parts])
-        self.resolution, self.settings, self.conditioning, self.stream = tuple(resolution), settings, conditioning, stream
-        if self.offsets[-1] == 0:
-            raise ValueError("diffusion training set is empty")
-
-    def __len__(self) -> int:
-        return int(self.offsets[-1])
-
-    def locate(self, index: int) -> tuple[int, int]:
-        part = int(np.searchsorted(self.offsets, index, side="right") - 1)
-        return part, index - int(self.offsets[part])
-
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, torch.Tensor]:
-        position, index = key
-        rng = np.random.default_rng([self.settings.seed, self.stream, position])
-        part, local = self.locate(index)
-        dataset, prompt = self.parts[part]
-        sample = dataset[local]
-        flip = bool(self.settings.flip and rng.random() < 0.5)
-        image = _resize_uint8(sample.image, self.resolution)
-        if self.settings.jitter > 0:
-            image = colour_jitter(image, self.settings.jitter, rng)
-        item = {"image": torch.from_numpy(np.array(image)).permute(2, 0, 1), "prompt": torch.tensor(prompt)}
-        if self.conditioning is not None:
-            depth = self._depth(part, local, sample)
-            check_pair(sample.image, sample.label, depth, f"{getattr(dataset, 'name', 'dataset')} sample {sample.id!r}")
-            cond = encode(sample.label, self.conditioning["size"], self.settings.erosion, None if depth is None else depth[None])[0]
-            item["condition"] = cond
-        if flip:
-            item = {k: v.flip(-1) if v.ndim == 3 else v for k, v in item.items()}
-        return item
-
-    def _depth(self, part: int, local: int, sample) -> np.ndarray | None:
-        source = self.conditioning.get("depth")
-        if source is None:
-            return None
-        if isinstance(source, str):
-            if sample.depth is None:
-                raise ValueError(
-                    f"sample {sample.id!r} has no depth, but the conditioning uses depth: set diff_depth_model to a "
-                    f"monocular depth model (folder or hub id), or diff_depth=False"
-                )
-            return sample.depth
-        return source[part][local]
-
-
 def train(
     model: DiffusionModel,
     examples: Examples,
@@ -164,10 +97,7 @@ def train(
     good checkpoint kept.
     """
     _check(model, settings)
-    accelerator = Accelerator(
-        mixed_precision="fp16" if settings.mixed_precision and torch.cuda.is_available() else "no",
-        gradient_accumulation_steps=settings.grad_accum,
-    )
+    accelerator = _accelerator(settings)
     set_seed(settings.seed)
     trained_name = "controlnet" if model.controlnet is not None else "unet"
     trained, params, amp, frozen, originals = _prepare(model, trained_name, settings, accelerator)
@@ -175,13 +105,9 @@ def train(
 
     micro_batches = settings.steps * settings.grad_accum
     workers = settings.data_workers if accelerator.device.type == "cuda" else 0
-    loader = _loader(examples, settings, micro_batches * settings.batch_size * accelerator.num_processes, workers)
-    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
-    lr_schedule = get_scheduler(
-        "cosine", optimizer, num_warmup_steps=settings.warmup_steps * accelerator.num_processes,
-        num_training_steps=settings.steps * accelerator.num_processes,
-    )
-    wrapped, optimizer, lr_schedule, loader = accelerator.prepare(trained, optimizer, lr_schedule, loader)
+    batches_in = loader(examples, settings, micro_batches * settings.batch_size * accelerator.num_processes, workers)
+    optimizer, lr_schedule = _optimizer(params, settings, accelerator.num_processes)
+    wrapped, optimizer, lr_schedule, batches_in = accelerator.prepare(trained, optimizer, lr_schedule, batches_in)
     if ema is not None:
         ema.to(accelerator.device)
         accelerator.register_for_checkpointing(ema)
@@ -192,7 +118,7 @@ def train(
     history: dict[str, list] = {}
     start = checkpoints_io.resume(accelerator, checkpoints, history, what="diffusion training")
     guard = checkpoints_io.Guard(desc, checkpoints, settings.steps, accelerator)  # NaN stops here
-    batches = iter(accelerator.skip_first_batches(loader, start * settings.grad_accum) if start else loader)
+    batches = iter(accelerator.skip_first_batches(batches_in, start * settings.grad_accum) if start else batches_in)
 
     bar = tqdm(range(start, settings.steps), initial=start, total=settings.steps, desc=desc, disable=not (progress and accelerator.is_main_process))
     for step in bar:
@@ -228,6 +154,24 @@ def train(
     _finish(model, trained_name, accelerator.unwrap_model(wrapped), settings)
     restore(frozen, originals)
     return history
+
+
+def _accelerator(settings: DiffusionSettings) -> Accelerator:
+    """Mixed precision only on CUDA (fp16, as the diffusers training scripts); gradient accumulation from the settings."""
+    return Accelerator(
+        mixed_precision="fp16" if settings.mixed_precision and torch.cuda.is_available() else "no",
+        gradient_accumulation_steps=settings.grad_accum,
+    )
+
+
+def _optimizer(params: list, settings: DiffusionSettings, num_processes: int):
+    """AdamW and its cosine schedule with warm-up (counted per process, as accelerate steps it)."""
+    optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    lr_schedule = get_scheduler(
+        "cosine", optimizer, num_warmup_steps=settings.warmup_steps * num_processes,
+        num_training_steps=settings.steps * num_processes,
+    )
+    return optimizer, lr_schedule
 
 
 def _check(model: DiffusionModel, settings: DiffusionSettings) -> None:
@@ -273,27 +217,6 @@ def _finish(model: DiffusionModel, trained_name: str, trained: torch.nn.Module, 
         trained.unload_lora()
     trained.eval().requires_grad_(False)
     setattr(model, trained_name, trained)
-
-
-def colour_jitter(image: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:
-    """A random palette change: hue rotation, saturation, per-channel gain, brightness and contrast.
-
-    ``strength`` 0 is the identity; 1 rotates hue by up to 180 degrees and scales
-    the rest by up to about 2x. Used to make the pretraining corpus broad.
-    """
-    x = image.astype(np.float32) / 255.0
-    angle = rng.uniform(-np.pi, np.pi) * strength
-    # Rotation about the grey axis (a hue shift), then saturation about the per-pixel grey.
-    axis = np.ones(3) / np.sqrt(3)
-    k = np.array([[0, -axis[2], axis[1]], [axis[2], 0, -axis[0]], [-axis[1], axis[0], 0]])
-    rot = np.eye(3) + np.sin(angle) * k + (1 - np.cos(angle)) * k @ k
-    x = x @ rot.T
-    grey = x.mean(-1, keepdims=True)
-    x = grey + (x - grey) * np.exp(rng.uniform(-0.7, 0.7) * strength)
-    x = x * np.exp(rng.uniform(-0.3, 0.3, 3) * strength)
-    mean = x.mean()
-    x = mean + (x - mean) * np.exp(rng.uniform(-0.5, 0.5) * strength) + rng.uniform(-0.2, 0.2) * strength
-    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
 
 
 def settings_dict(settings: DiffusionSettings) -> dict:
@@ -381,54 +304,3 @@ def _add_lora(unet, rank: int) -> None:
     from peft import LoraConfig
 
     unet.add_adapter(LoraConfig(r=rank, lora_alpha=rank, init_lora_weights="gaussian", target_modules=["to_k", "to_q", "to_v", "to_out.0"]))
-
-
-def _resize_uint8(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
-    h, w = size
-    if image.shape[:2] == (h, w):
-        return image
-    shrink = image.shape[0] >= h and image.shape[1] >= w
-    return np.asarray(Image.fromarray(image).resize((w, h), Image.BOX if shrink else Image.BICUBIC))
-
-
-# --- data and checkpoints (the segmenter loop's patterns) -----------------------------------
-
-
-class _Stream(torch.utils.data.Sampler):
-    """``total`` (position, index) pairs drawn uniformly with replacement from a seeded generator."""
-
-    def __init__(self, n: int, total: int, seed: int) -> None:
-        self.n, self.total, self.seed = n, total, seed
-
-    def __len__(self) -> int:
-        return self.total
-
-    def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed)
-        return iter(enumerate(torch.randint(0, self.n, (self.total,), generator=g).tolist()))
-
-
-def _loader(examples: Examples, settings: DiffusionSettings, total: int, workers: int = 0):
-    """Batches of ``total`` examples in the seeded stream order; ``workers`` processes prepare them (0: this one).
-
-    Which example lands where is decided by the sampler in this process, and an
-    example's randomness by its stream position, so any number of workers gives
-    the same batches. Workers get pinned memory and persist between epochs.
-    """
-    sampler = _Stream(len(examples), total, settings.seed * 2 + examples.stream)
-    generator = torch.Generator().manual_seed(settings.seed)
-    parallel = {}
-    if workers > 0:
-        parallel = dict(num_workers=workers, pin_memory=torch.cuda.is_available(), persistent_workers=True, worker_init_fn=_seed_worker)
-    return torch.utils.data.DataLoader(examples, batch_size=settings.batch_size, sampler=sampler, generator=generator, **parallel)
-
-
-def _seed_worker(worker_id: int) -> None:
-    """Seed a worker's global numpy and random generators from its torch seed (set by the loader's generator).
-
-    Examples draw their own randomness from their stream position; this keeps
-    any dataset code that uses the global generators reproducible too.
-    """
-    seed = torch.initial_seed() % 2**32
-    np.random.seed(seed)
-    random.seed(seed)

@@ -79,7 +79,7 @@ class Settings:
     scheduler: str
 
 
-def settings(cfg: Profile, **overrides: Any) -> Settings:
+def sampling_settings(cfg: Profile, **overrides: Any) -> Settings:
     """The profile's gen_* sampling settings; overrides that are None are ignored."""
     base = Settings(cfg.gen_guidance, cfg.gen_conditioning_scale, cfg.gen_steps, cfg.gen_scheduler)
     unknown = set(overrides) - set(asdict(base))
@@ -106,32 +106,30 @@ def sources(cfg: Profile) -> list[str]:
     return [source_stage(s) for s in (cfg.gen_sources or cfg.sources)]
 
 
-def ensure_model(run_dir: RunDir, cfg: Profile) -> Path:
-    """The run's stage-2 folder (``MODEL_STAGE``), trained first when missing or out of date (cached)."""
-    from synthlib.diffusion.stage2 import train_stage2
-
-    return train_stage2(run_dir, cfg)
+def model_path(run_dir: RunDir, cfg: Profile) -> Path:
+    """The run's stage-2 folder (``MODEL_STAGE``), which step 'stage2' (notebook 03) makes."""
+    return run_dir.require(MODEL_STAGE, "step 'stage2' (diffusion.train_stage2, notebook 03_stage2)")
 
 
 def load_model(run_dir: RunDir, cfg: Profile) -> DiffusionModel:
-    """The run's stage-2 model (``ensure_model``) on the accelerator's device."""
-    return load(ensure_model(run_dir, cfg) / "model").to(processes().device)
+    """The run's stage-2 model (``model_path``) on the accelerator's device."""
+    return load(model_path(run_dir, cfg) / "model").to(processes().device)
 
 
-def generate_all(run_dir: RunDir, cfg: Profile, settings_: Settings | None = None) -> dict[str, Path]:
+def generate_all(run_dir: RunDir, cfg: Profile, settings: Settings | None = None) -> dict[str, Path]:
     """``generate_set`` for every source of ``sources(cfg)``; source stage -> output path."""
-    return {source: generate_set(run_dir, cfg, source, settings_) for source in sources(cfg)}
+    return {source: generate_set(run_dir, cfg, source, settings) for source in sources(cfg)}
 
 
-def generate_set(run_dir: RunDir, cfg: Profile, source: str, settings_: Settings | None = None) -> Path:
+def generate_set(run_dir: RunDir, cfg: Profile, source: str, settings: Settings | None = None) -> Path:
     """Make (or reuse) stage ``generated/<source>``: ``gen_per_map`` images per map of ``source``'s train split.
 
-    ``settings_`` default to the profile's (``settings(cfg)``). The first
+    ``settings`` default to the profile's (``sampling_settings(cfg)``). The first
     ``gen_max_maps`` maps are used (0 = all). Bad maps (ids outside the label
     table, an aspect ratio the model cannot take with ``gen_fit="error"``) and
     empty sets raise ``GenerationError`` naming the set and sample.
     """
-    s = settings_ or settings(cfg)
+    s = settings or sampling_settings(cfg)
     _check_settings(s)
     stage = source_stage(source)
     if cfg.gen_per_map < 1:
@@ -144,7 +142,7 @@ def generate_set(run_dir: RunDir, cfg: Profile, source: str, settings_: Settings
     n_maps = len(maps) if cfg.gen_max_maps <= 0 else min(cfg.gen_max_maps, len(maps))
     if n_maps == 0:
         raise GenerationError(f"{stage} ({SPLIT}) has no maps to generate from; write the dataset first (00_data)")
-    model_path = ensure_model(run_dir, cfg)
+    trained = model_path(run_dir, cfg)
     params = {
         "source": stage,
         "split": SPLIT,
@@ -160,15 +158,15 @@ def generate_set(run_dir: RunDir, cfg: Profile, source: str, settings_: Settings
     if depth_weights is not None:  # only then, so stages without a depth model keep their hashes
         params["depth_weights"] = depth_weights
     depth_stage = None
-    if cfg.diff_depth_model and takes_depth(model_path / "model"):  # estimated once for the whole source, then read
+    if cfg.diff_depth_model and takes_depth(trained / "model"):  # estimated once for the whole source, then read
         depth_maps.estimate_dataset(run_dir, cfg, stage)
         depth_stage = depth_maps.stage_name(stage)
     stage_inputs = [stage, MODEL_STAGE] + ([depth_stage] if depth_stage else [])
 
     def build(ctx):
-        model = load(model_path / "model").to(processes().device)
+        model = load(trained / "model").to(processes().device)
         where = f"{stage} ({SPLIT})"
-        fit(maps[0], model, cfg.gen_fit, where)  # the first map's size is checked before anything is generated
+        fit_to_model(maps[0], model, cfg.gen_fit, where)  # the first map's size is checked before anything is generated
         depth = Depth(model, cfg.diff_depth_model, prefer_own=False, stored=(run_dir, depth_stage) if depth_stage else None)
         jobs = [(i, k) for i in range(n_maps) for k in range(cfg.gen_per_map)]
         chunks = [jobs[a : a + cfg.gen_batch] for a in range(0, len(jobs), cfg.gen_batch)]
@@ -197,7 +195,7 @@ def generate_set(run_dir: RunDir, cfg: Profile, source: str, settings_: Settings
 
 
 def generate_from(
-    model: DiffusionModel, cfg: Profile, samples: Sequence[Sample], seeds: Sequence[int] | None = None, settings_: Settings | None = None
+    model: DiffusionModel, cfg: Profile, samples: Sequence[Sample], seeds: Sequence[int] | None = None, settings: Settings | None = None
 ) -> np.ndarray:
     """Images (uint8 NxHxWx3; a list when the maps differ in size) from in-memory maps, one per seed.
 
@@ -211,9 +209,9 @@ def generate_from(
     seeds = list(range(len(samples))) if seeds is None else [int(x) for x in seeds]
     if len(seeds) != len(samples):
         raise GenerationError(f"{len(seeds)} seeds for {len(samples)} maps: pass one seed per map")
-    s = settings_ or settings(cfg)
+    s = settings or sampling_settings(cfg)
     _check_settings(s)
-    fitted = [fit(x, model, cfg.gen_fit, f"map {i} ({x.id or 'unnamed'})") for i, x in enumerate(samples)]
+    fitted = [fit_to_model(x, model, cfg.gen_fit, f"map {i} ({x.id or 'unnamed'})") for i, x in enumerate(samples)]
     depth = Depth(model, cfg.diff_depth_model, prefer_own=True)
     out: list[np.ndarray | None] = [None] * len(fitted)
     for idx in by_shape(fitted).values():
@@ -233,7 +231,7 @@ def seed_of(base: int, map_index: int, sample: int) -> int:
     return int(np.random.SeedSequence([base, map_index, sample]).generate_state(1)[0])
 
 
-def fit(sample: Sample, model: DiffusionModel, mode: str, where: str) -> Sample:
+def fit_to_model(sample: Sample, model: DiffusionModel, mode: str, where: str) -> Sample:
     """Check a map's ids and size against the model (raises ``GenerationError`` naming ``where`` and the map).
 
     ``mode`` (``gen_fit``): "error" refuses a map whose aspect ratio is more than
@@ -320,11 +318,11 @@ def grid(run_dir: RunDir, stages: str | Sequence[str], n: int = 3, cell_inches: 
     return image_grid(rows, ["source image", "map"] + [f"generated {k}" for k in range(columns - 2)], cell_inches)
 
 
-def edge_case_figure(model: DiffusionModel, cfg: Profile, seeds: Sequence[int] = (0, 1, 2), settings_: Settings | None = None, cell_inches: float = 1.6) -> plt.Figure:
+def edge_case_figure(model: DiffusionModel, cfg: Profile, seeds: Sequence[int] = (0, 1, 2), settings: Settings | None = None, cell_inches: float = 1.6) -> plt.Figure:
     """One row per edge case: its map, then an image per seed."""
     cases = edge_cases(cfg.height, cfg.width)
     samples = [x for x in cases.values() for _ in seeds]
-    images = generate_from(model, cfg, samples, [s for _ in cases for s in seeds], settings_)
+    images = generate_from(model, cfg, samples, [s for _ in cases for s in seeds], settings)
     rows = [(name, [colorize(x.label), *images[r * len(seeds) : (r + 1) * len(seeds)]]) for r, (name, x) in enumerate(cases.items())]
     return image_grid(rows, ["map"] + [f"seed {s}" for s in seeds], cell_inches)
 
@@ -349,7 +347,7 @@ def _check_settings(s: Settings) -> None:
 
 def _generate_chunk(model, maps, chunk, s: Settings, cfg: Profile, depth, where: str, stage: str) -> list[Sample]:
     """Samples (generated image, source map) for the (map index, sample) jobs of one batch."""
-    originals = {i: fit(maps[i], model, cfg.gen_fit, where) for i in dict.fromkeys(i for i, _ in chunk)}
+    originals = {i: fit_to_model(maps[i], model, cfg.gen_fit, where) for i in dict.fromkeys(i for i, _ in chunk)}
     items = [(i, k, originals[i]) for i, k in chunk]
     out: list[Sample] = []
     for idx in by_shape([x for _, _, x in items]).values():

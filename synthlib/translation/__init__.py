@@ -2,9 +2,9 @@
 
 ``fourier`` holds the training-free methods, ``cyclegan`` the losses and
 training loop (``cyclegan_nets`` its networks and image buffer), and
-``baselines`` the stage that trains them on a run, writes the translated
-training sets ``translated/<method>-<source>`` that stage 06 picks up, and
-measures both directions (training on translated source images; translating
+``baselines`` the stage that trains them on a run and writes the translated
+training sets ``translated/<method>-<source>`` that stage 06 picks up;
+``measures`` measures both directions (training on translated source images; translating
 target images to the source style at test time).
 """
 
@@ -15,23 +15,25 @@ from synthlib.translation.baselines import (
     TO_TARGET,
     Translated,
     check,
-    comparison,
-    consistency,
     cyclegan_settings,
     display_name,
-    grid,
-    loss_plot,
     methods,
     source_models,
-    test_time,
     train_cyclegans,
-    trained_on,
-    training_summary,
     translator,
     write_sets,
 )
 from synthlib.translation.cyclegan import CycleGAN, CycleGANSettings, ImageBuffer, translate
 from synthlib.translation.fourier import colour_transfer, fda
+from synthlib.translation.measures import (
+    comparison,
+    consistency,
+    grid,
+    loss_plot,
+    test_time,
+    trained_on,
+    training_summary,
+)
 
 __all__ = [
     "CONSISTENCY",
