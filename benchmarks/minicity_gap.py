@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 
 from synthlib import profiles, report, runs
-from synthlib.minicity.gap import check_requirements, measure_gap, summary
+from synthlib.minicity_gap import check_requirements, measure_gap, summary
 from synthlib.translation import fourier
 
 

@@ -177,7 +177,7 @@ def test_bad_input_names_the_parameter_and_what_is_allowed(kwargs, words):
 
 def test_tiny_budget_oracle_beats_source_only_on_real_val():
     torch = pytest.importorskip("torch")
-    from synthlib.minicity.gap import channel_stats, evaluate, train_segmenter
+    from synthlib.segmenters.small_unet import channel_stats, evaluate, train_segmenter
 
     torch.set_num_threads(1)  # a tiny model: one thread avoids oversubscription on a busy machine
     n_train, n_val, steps = 64, 32, 60
@@ -256,7 +256,7 @@ def test_mix_corpus_draws_a_new_look_per_image_deterministically_with_perfect_la
 
 
 def test_gap_decomposition_trains_a_row_per_source_and_translator():
-    from synthlib.minicity.gap import check_requirements, measure_gap
+    from synthlib.minicity_gap import check_requirements, measure_gap
 
     seen = []
 

@@ -10,8 +10,8 @@ See docs/design.md §4.
     >>> sample = generate(seed=0, style="real", index=3, height=64, width=128, condition="fog")
     >>> val = MiniCity(style="real", split="val", n=200)
 
-``measure_gap`` (in ``synthlib.minicity.gap``, imported lazily because it needs
-torch) trains one small segmenter per domain and reports the gap.
+``synthlib.minicity_gap.measure_gap`` trains one small segmenter per domain and
+reports the gap.
 """
 
 from __future__ import annotations
@@ -42,13 +42,5 @@ __all__ = [
     "coarsen_labels",
     "generate",
     "generate_many",
-    "measure_gap",
 ]
 
-
-def __getattr__(name: str):
-    if name == "measure_gap":
-        from .gap import measure_gap
-
-        return measure_gap
-    raise AttributeError(f"module 'synthlib.minicity' has no attribute {name!r}")
