@@ -49,6 +49,11 @@ def condition_names(cfg: Profile) -> list[str]:
     return [f"{prefix}-{c}" for c in cfg.conditions]
 
 
+def eval_sets(cfg: Profile) -> list[str]:
+    """What every segmenter is evaluated on (``"stage:split"``): target val, then each condition's val."""
+    return [f"data/{cfg.target}:val"] + [f"data/{c}:val" for c in condition_names(cfg)]
+
+
 def ceiling_names(cfg: Profile) -> list[str]:
     """minicity only: every source's scenes in the target's look (``flat_as_real``).
 

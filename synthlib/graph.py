@@ -93,6 +93,12 @@ def _translation(run_dir: RunDir, cfg: Profile) -> None:
     translation.write_sets(run_dir, cfg)
 
 
+def _zero_shot(run_dir: RunDir, cfg: Profile) -> None:
+    from synthlib import zero_shot
+
+    zero_shot.table(run_dir, cfg, zero_shot.adapt_all(run_dir, cfg))
+
+
 def _judge(run_dir: RunDir, cfg: Profile) -> None:
     from synthlib import mcoc
 
@@ -124,6 +130,7 @@ STEPS: dict[str, Step] = {
         Step("generation", "04_generation", ("stage2",), _generation, "generated/<source>"),
         Step("translation", "04_translation_baselines", ("pseudo_labels",), _translation, "i2i/*, translated/<method>-<source>"),
         Step("judge", "05_mcoc_filtering", ("pseudo_labels",), _judge, "the MCOC judge's model stage"),
+        Step("zero_shot", "05_zero_shot", ("pseudo_labels",), _zero_shot, "zero_shot/*, models/supervised/zero_shot/*"),
         Step("mcoc", "05_mcoc_filtering", ("generation", "judge"), _mcoc, "mcoc/settings, generated/<source>-filtered"),
         Step("segmentation", "06_segmentation", ("mcoc", "translation"), _segmentation, "models/supervised/*, eval/*"),
     )

@@ -101,11 +101,18 @@ RANGES: dict[str, Range] = {
     "mcoc_grid_conditioning": AT_LEAST_0,
     "mcoc_grid_steps": AT_LEAST_1,
     "mcoc_grid_maps": AT_LEAST_1,
+    "zs_patch": AT_LEAST_1,
+    "zs_overlap": Range(0, 1, open_high=True),
+    "zs_steps": AT_LEAST_1,
+    "zs_seg_steps": Range(0, note="0 = a quarter of seg_steps"),
+    "zs_max_images": Range(0, note="0 = all"),
+    "zs_guidance": AT_LEAST_0,
+    "zs_image_guidance": AT_LEAST_0,
 }
 """Per field, the range of its value (of each item, for list fields)."""
 
 #: (h, w) fields: exactly two items, or none where that means "the whole image".
-PAIRS: dict[str, bool] = {"seg_crop": True, "diff_resolution": False}
+PAIRS: dict[str, bool] = {"seg_crop": True, "diff_resolution": False, "zs_patch": True}
 
 
 def check_field(key: str, value: Any, where: str = "") -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from synthlib import tailoring
-from synthlib.data import condition_names
+from synthlib.data import condition_names, eval_sets  # noqa: F401 - eval_sets is public here too
 from synthlib.labels import colorize
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
@@ -80,11 +80,6 @@ def uda_models(run_dir: RunDir, cfg: Profile) -> dict[str, str]:
     """The UDA baselines stage 01 trained (those that exist), by display name."""
     stages = [seg.model_stage(m, f"data/{cfg.uda_source}") for m in cfg.uda_methods]
     return {display_name(s, cfg): s for s in stages if run_dir.manifest(s) is not None}
-
-
-def eval_sets(cfg: Profile) -> list[str]:
-    """Target val, then each condition's val."""
-    return [f"data/{cfg.target}:val"] + [f"data/{c}:val" for c in condition_names(cfg)]
 
 
 def evaluate_all(run_dir: RunDir, cfg: Profile, models: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:

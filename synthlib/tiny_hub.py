@@ -8,7 +8,7 @@ downloaded: every model is built from a config with random weights (fixed by
 repository has, and every dataset is rendered from minicity scenes into the real
 dataset's folder layout and label encoding:
 
-- ``write_stable_diffusion``: stable-diffusion-v1-5/stable-diffusion-v1-5
+- ``write_stable_diffusion``: stable-diffusion-v1-5/stable-diffusion-v1-5 (``editor=True``: timbrooks/instruct-pix2pix)
 - ``write_mit_classifier``: nvidia/mit-b5 (the ImageNet classifier a segmenter starts from)
 - ``write_segformer_cityscapes``: nvidia/segformer-b0-finetuned-cityscapes-1024-1024
 - ``write_depth_model``: depth-anything/Depth-Anything-V2-Small-hf
@@ -42,6 +42,7 @@ MODEL_FOLDERS: dict[str, str] = {
     "mit-b5": "models/mit-b5",
     "segformer-cityscapes": "models/segformer-cityscapes",
     "depth-anything-small": "models/depth-anything-small",
+    "instruct-pix2pix": "models/instruct-pix2pix",
 }
 SD_SCALING_FACTOR = 0.18215  # Stable Diffusion v1's VAE latent scale
 _TEXT_HIDDEN = 32
@@ -55,7 +56,7 @@ _MIT_TINY: dict[str, Any] = dict(
 # --- models -------------------------------------------------------------------------------
 
 
-def write_stable_diffusion(folder: str | Path, *, seed: int = 0, clip_sample: bool | None = False) -> Path:
+def write_stable_diffusion(folder: str | Path, *, seed: int = 0, clip_sample: bool | None = False, editor: bool = False) -> Path:
     """A tiny Stable Diffusion v1 folder (latent space, VAE downsampling by 8, CLIP text encoder); returns ``folder``.
 
     Same files as ``stable-diffusion-v1-5/stable-diffusion-v1-5`` without the safety
@@ -63,6 +64,8 @@ def write_stable_diffusion(folder: str | Path, *, seed: int = 0, clip_sample: bo
     ``tokenizer/`` (vocab.json, merges.txt) and ``scheduler/`` (SD 1.5's PNDM settings).
     ``clip_sample`` is written to the scheduler config; None leaves the key out, as
     older SD folders do (diffusers' DDPM/DDIM schedulers then default to clipping).
+    ``editor``: an InstructPix2Pix folder (``timbrooks/instruct-pix2pix``'s layout): the
+    UNet takes the input image's latents beside the noisy ones (8 channels).
     """
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTokenizer
@@ -78,7 +81,7 @@ def write_stable_diffusion(folder: str | Path, *, seed: int = 0, clip_sample: bo
     text_encoder = clip_text_encoder(len(tokenizer), _TEXT_HIDDEN, layers=2, heads=4)
     unet = UNet2DConditionModel(
         sample_size=8,  # latents of 64x64 images
-        in_channels=4,
+        in_channels=8 if editor else 4,
         out_channels=4,
         down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"),
@@ -100,7 +103,7 @@ def write_stable_diffusion(folder: str | Path, *, seed: int = 0, clip_sample: bo
         sample_size=64,
         scaling_factor=SD_SCALING_FACTOR,
     )
-    save_sd_folder(folder, vae, text_encoder, tokenizer, unet, _sd_scheduler(clip_sample))
+    save_sd_folder(folder, vae, text_encoder, tokenizer, unet, _sd_scheduler(clip_sample), editor=editor)
     # save_pretrained cannot write clip_sample (not a PNDM setting): SD 1.5's hand-kept scheduler config, written here.
     (folder / "scheduler" / "scheduler_config.json").write_text(json.dumps(_sd_scheduler_config(clip_sample), indent=2))
     return folder
@@ -129,14 +132,15 @@ def clip_text_encoder(vocab_size: int, hidden: int, layers: int, heads: int) -> 
     )
 
 
-def save_sd_folder(folder: Path, vae: Any, text_encoder: Any, tokenizer: Any, unet: Any, scheduler: Any) -> None:
+def save_sd_folder(folder: Path, vae: Any, text_encoder: Any, tokenizer: Any, unet: Any, scheduler: Any, editor: bool = False) -> None:
     """Write the components in Stable Diffusion's hub layout (``StableDiffusionPipeline.save_pretrained``, no safety checker).
 
+    ``editor``: as ``StableDiffusionInstructPix2PixPipeline`` (its ``model_index.json`` names that class).
     save_pretrained writes the tokenizer as tokenizer.json alone; the hub ships vocab.json + merges.txt, written here.
     """
-    from diffusers import StableDiffusionPipeline
+    from diffusers import StableDiffusionInstructPix2PixPipeline, StableDiffusionPipeline
 
-    pipeline = StableDiffusionPipeline(
+    pipeline = (StableDiffusionInstructPix2PixPipeline if editor else StableDiffusionPipeline)(
         vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )  # fmt: skip
@@ -251,6 +255,7 @@ def write_all(
         "mit-b5": lambda p: write_mit_classifier(p, seed=seed),
         "segformer-cityscapes": lambda p: write_segformer_cityscapes(p, seed=seed),
         "depth-anything-small": lambda p: write_depth_model(p, seed=seed),
+        "instruct-pix2pix": lambda p: write_stable_diffusion(p, seed=seed, clip_sample=clip_sample, editor=True),
     }
     models = {name: writers[name](folder / relative) for name, relative in MODEL_FOLDERS.items()}
     return {**models, **out}
@@ -286,6 +291,7 @@ PAPER_TINY_SIZES: dict[str, Any] = {
     "i2i_decay_steps": 1,
     "i2i_guide_steps": 2,
     "i2i_checkpoint_every": 1,
+    "zs_steps": 2,
     "cell_timeout": 900,
 }
 
@@ -306,6 +312,7 @@ def write_user_profile(folder: str | Path, *, height: int = 64, width: int = 128
         "seg_model": MODEL_FOLDERS["mit-b5"],
         "diff_model": MODEL_FOLDERS["stable-diffusion-v1-5"],
         "diff_depth_model": MODEL_FOLDERS["depth-anything-small"],
+        "zs_editor": MODEL_FOLDERS["instruct-pix2pix"],
         "height": height,
         "width": width,
         **PAPER_TINY_SIZES,
@@ -313,6 +320,7 @@ def write_user_profile(folder: str | Path, *, height: int = 64, width: int = 128
         "seg_eval_window": [height, height],  # narrower than the images: sliding-window inference runs
         "diff_resolution": [height, width],
         "i2i_crop": [height // 2, height // 2],
+        "zs_patch": [height // 2, height // 2],
     }
     path = folder / name
     header = "# The paper profile on tiny stand-ins (python -m synthlib.tiny_hub): only paths and sizes changed.\n"
@@ -383,10 +391,9 @@ def _segformer_processor() -> Any:
 
 
 def _save_with_processor(model: torch.nn.Module, folder: str | Path, processor: Any) -> Path:
-    folder = Path(folder)
     model.save_pretrained(folder, safe_serialization=True)
     processor.save_pretrained(folder)
-    return folder
+    return Path(folder)
 
 
 if __name__ == "__main__":

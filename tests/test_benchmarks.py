@@ -1,6 +1,7 @@
 import importlib.util
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -46,3 +47,12 @@ def test_tailoring_summarises_each_variant_against_the_untailored_one():
     assert table.loc[("data/game", "coarse labels"), "mean - none"] == pytest.approx(4.5)
     assert table.loc[("data/game", "none"), "std"] == pytest.approx(2**0.5)
     assert list(table.columns[:2]) == ["seed 0", "seed 1"]
+
+
+def test_the_editors_layout_score_is_one_for_the_same_edges_and_falls_without_them():
+    editor_settings = _benchmark("editor_settings")
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (3, 8, 16, 3), dtype=np.uint8)
+    assert editor_settings.edge_correlation(images, images) == pytest.approx(1.0)
+    assert editor_settings.edge_correlation(images, (images // 2 + 10).astype(np.uint8)) == pytest.approx(1.0, abs=0.01)  # darker, same edges
+    assert abs(editor_settings.edge_correlation(images, rng.integers(0, 256, images.shape, dtype=np.uint8))) < 0.3

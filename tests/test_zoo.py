@@ -156,12 +156,12 @@ def test_the_key_changes_with_the_builders_code_but_not_with_its_comments(tmp_pa
     encoder = copy / "synthlib" / "zoo" / "encoder.py"
     encoder.write_text(encoder.read_text().replace('"""The zoo\'s MiT encoder', '"""The MiT encoder of the zoo', 1) + "\n# a comment\n")
     assert keys() == before  # docstrings and comments are not code
-    profiles = copy / "synthlib" / "profiles.py"
+    profiles = copy / "synthlib" / "profile_fields.py"
     profiles.write_text(profiles.read_text().replace("seg_steps: int = ", "seg_steps: int = 1 + "))
     registry = copy / "synthlib" / "zoo" / "registry.py"
     registry.write_text(registry.read_text().replace('"lr": 1e-3, "kl_weight"', '"lr": 2e-3, "kl_weight"', 1))
     changed = keys()  # another entry's config: only that entry (and what is built on it) changes
-    assert {n for n in before if changed[n] != before[n]} == {"vae-tiny", "prior-tiny"}
+    assert {n for n in before if changed[n] != before[n]} == {"vae-tiny", "prior-tiny", "editor-tiny"}
     registry.write_text(registry.read_text().replace('"lr": 2e-3, "kl_weight"', '"lr": 1e-3, "kl_weight"', 1))
     assert keys() == before  # run bookkeeping the builders import does not decide weights
     encoder.write_text(encoder.read_text().replace("_HELD_OUT = 256", "_HELD_OUT = 255"))

@@ -74,12 +74,15 @@ def model_stage(method: str, train_set: str) -> str:
     return f"models/{method}/{train_set}"
 
 
-def fit(run_dir: RunDir, cfg: Profile, train_set: str, method: str = "supervised", target: str | None = None) -> Path:
+def fit(
+    run_dir: RunDir, cfg: Profile, train_set: str, method: str = "supervised", target: str | None = None, init: str | None = None
+) -> Path:
     """Train (or reuse) the segmenter of ``method`` on ``train_set``; UDA methods adapt to ``target``'s images.
 
-    The target's labels are hidden from training: UDA sees its images only.
+    The target's labels are hidden from training: UDA sees its images only. ``init``: a
+    model stage to fine-tune instead of starting from ``seg_model`` (an input of the stage).
     """
-    name, params, build_stage, inputs = _fit_stage(run_dir, cfg, train_set, method, target)
+    name, params, build_stage, inputs = _fit_stage(run_dir, cfg, train_set, method, target, init)
     return run_dir.stage(name, params, build_stage, inputs=inputs)
 
 
@@ -121,9 +124,11 @@ def _fit_elsewhere(run: str, runs_dir: str, cfg: Profile, train_set: str, method
     return str(fit(runs.open(run, runs_dir), cfg, train_set, method, target))
 
 
-def _fit_stage(run_dir: RunDir, cfg: Profile, train_set: str, method: str, target: str | None):
+def _fit_stage(run_dir: RunDir, cfg: Profile, train_set: str, method: str, target: str | None, init: str | None = None):
     """(stage name, params, build, inputs) of ``fit``."""
     s = settings(cfg, method)
+    if init is not None and cfg.seg_backend != "transformers":
+        raise ValueError(f"fine-tuning model stage {init!r} needs seg_backend 'transformers', got {cfg.seg_backend!r}")
     if s.needs_target and target is None:
         raise ValueError(f"method {method!r} adapts to a target: pass target= a dataset stage such as 'data/real'")
     if s.road_dst and cfg.seg_model in ARCHITECTURES:  # fails before fit_many trains anything
@@ -144,9 +149,12 @@ def _fit_stage(run_dir: RunDir, cfg: Profile, train_set: str, method: str, targe
     weights = None if cfg.seg_model in ARCHITECTURES else weights_fingerprint(cfg.seg_model)
     if weights is not None:  # a folder / cached hub id: new weights at the same path re-run the stage
         params["model_weights"] = weights
+    if init is not None:  # only then, so stages trained from seg_model keep their hashes
+        params["init"] = init
+        inputs.append(init)
 
     def build_stage(ctx):
-        model = build(cfg.seg_model, seed=cfg.seed)
+        model = build(cfg.seg_model, seed=cfg.seed) if init is None else load(run_dir.stage_path(init) / "model")
         if backend == "mmseg":
             from synthlib.segmenters import mmseg_backend
 

@@ -8,7 +8,9 @@ domain-randomised ``mix`` corpus (never the target's look or labels):
   layout), pretrained to tell which classes a crop shows and in what shares;
 - ``vae``, ``vae-tiny``: AutoencoderKLs with 4x downsampling;
 - ``prior``, ``prior-tiny``: text-conditioned latent diffusion in Stable Diffusion's
-  folder layout, on the VAE's latents.
+  folder layout, on the VAE's latents;
+- ``editor``, ``editor-tiny``: InstructPix2Pix made from the prior, taught weather edits
+  ("add fog", "make it night") on pairs of mix scenes (``timbrooks/instruct-pix2pix``'s layout).
 
 ``synthlib zoo build [NAME ...]`` builds them (resumable, with progress bars);
 ``synthlib zoo list`` shows where they are. Each lives under ``$SYNTHLIB_ZOO``

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-KINDS = ("encoder", "vae", "prior")
+KINDS = ("encoder", "vae", "prior", "editor")
 
 
 class ZooError(ValueError):
@@ -78,6 +78,18 @@ MODELS: dict[str, ZooModel] = {
              "corpus": _corpus(32, 32, 64), "steps": 12, "batch": 8, "lr": 1e-3, "seed": 0},
             requires=("vae-tiny",),
             about="a tiny text-conditioned latent diffusion model for the smoke profile and tests",
+        ),
+        ZooModel(
+            "editor", "editor",
+            {"corpus": _corpus(2000, 64, 128), "steps": 2000, "batch": 16, "lr": 2e-4, "seed": 0},
+            requires=("prior",),
+            about="InstructPix2Pix on the prior, taught weather edits on mix scenes (the instruct-pix2pix stand-in)",
+        ),
+        ZooModel(
+            "editor-tiny", "editor",
+            {"corpus": _corpus(16, 32, 64), "steps": 12, "batch": 8, "lr": 1e-3, "seed": 0},
+            requires=("prior-tiny",),
+            about="a tiny InstructPix2Pix editor for the smoke profile and tests",
         ),
     )
 }  # fmt: skip
