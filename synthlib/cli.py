@@ -132,20 +132,22 @@ def _add_stage_commands(sub) -> None:
         "training and generation loops; `synthlib reproduce` with the same settings then finds the stages current.",
     )  # fmt: skip
     stg.add_argument("name", choices=list(STEPS), help="the step: " + "; ".join(f"{k} ({v})" for k, v in STEPS.items()))
-    stg.add_argument("--profile", default=None, help=f"one of {', '.join(profiles.names())} (default: $SYNTHLIB_PROFILE or default)")
-    stg.add_argument("--run", default=None, help="run directory name under runs/ (default: the profile's name, or the user profile file's)")
-    stg.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
-    _profile_options(stg)
+    _run_options(stg)
     sts = sub.add_parser(
         "stages", help="print a run's stage graph: each step's needs, whether it is current, stale or missing, and why",
         description="Read a run without building anything: each step of the pipeline (synthlib stage NAME builds one) "
         "with the notebook it belongs to, the steps it needs, its state and the reason (the first stage that is not "
         "current, and what changed: parameters, an input stage, the code, the packages).",
     )  # fmt: skip
-    sts.add_argument("--profile", default=None, help=f"one of {', '.join(profiles.names())} (default: $SYNTHLIB_PROFILE or default)")
-    sts.add_argument("--run", default=None, help="run directory name under runs/ (default: the profile's name, or the user profile file's)")
-    sts.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
-    _profile_options(sts)
+    _run_options(sts)
+
+
+def _run_options(parser) -> None:
+    """--profile, --run and --runs-dir of a command that works on one run, then the profile options."""
+    parser.add_argument("--profile", default=None, help=f"one of {', '.join(profiles.names())} (default: $SYNTHLIB_PROFILE or default)")
+    parser.add_argument("--run", default=None, help="run directory name under runs/ (default: the profile's name, or the user profile file's)")
+    parser.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
+    _profile_options(parser)
 
 
 def _add_export(sub) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 #: File suffixes of user profiles.
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 #: Fields that name a model by local folder or hub id: relative folders in a user profile resolve against the file.
-_MODEL_FIELDS = ("seg_model", "pseudo_labeller", "mcoc_judge", "diff_model", "diff_depth_model")
+_MODEL_FIELDS = ("seg_model", "pseudo_labeller", "mcoc_judge", "diff_model", "diff_depth_model", "zs_editor")
 
 
 def is_user_profile(name: str | os.PathLike) -> bool:

@@ -59,7 +59,6 @@ def test_reproduce_runs_the_paper_profile_from_a_user_profile_and_from_set_and_r
     roots = [f"--roots={name}={hub / 'data' / name}" for name in tiny_hub.DATASETS]
     args = ["reproduce", "--profile", "paper", "--run", "paper-tiny", "--runs-dir", str(tmp_path), "--results", str(results)]
     assert cli.main([*args, *sets, *roots]) == 0
-    # (04_translation_baselines now also finds 06's segmenters and adds their evaluation stages)
     assert {name: run_dir.manifest(name)["fingerprint"] for name in made} == made
     assert json.loads((run_dir.path / "run.json").read_text())["resolved"] == record["resolved"]
 

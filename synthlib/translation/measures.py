@@ -124,11 +124,17 @@ def consistency(run_dir: RunDir, cfg: Profile) -> pd.DataFrame:
 
 
 def comparison(run_dir: RunDir, cfg: Profile, train_downstream: bool = False) -> pd.DataFrame:
-    """mIoU (%) on target val per source and method, one column per direction (NaN where (a) is not trained yet),
-    and the semantic ``consistency`` of each translated training set.
+    """mIoU (%) on target val per source and method, one column per direction, and the semantic ``consistency``
+    of each translated training set.
+
+    Direction (a) is filled only with ``train_downstream`` (its segmenters trained here);
+    else it is NaN, even where 06 has trained them since: a table that depended on
+    whether 06 ran before would differ between a resumed run and an uninterrupted one.
+    06's tables and 07's hold direction (a).
     """
     b = test_time(run_dir, cfg)["mIoU"].rename(DIRECTIONS[TO_SOURCE])
-    a = trained_on(run_dir, cfg, train_downstream)["mIoU"].rename(DIRECTIONS[TO_TARGET])
+    a = trained_on(run_dir, cfg, True)["mIoU"] if train_downstream else pd.Series(dtype=float)
+    a = a.rename(DIRECTIONS[TO_TARGET])
     c = consistency(run_dir, cfg)["mIoU"].rename(CONSISTENCY)
     return pd.concat([a.reindex(b.index), b, c.reindex(b.index)], axis=1)
 

@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from synthlib.minicity import generate
 from synthlib.tiny_hub import save_sd_folder
 from synthlib.zoo import corpus, loop
-from synthlib.zoo.prior import _encode
+from synthlib.zoo.prior import _encode, noisy_batch
 from synthlib.zoo.registry import ZooModel
 
 #: The instruction that turns a clear scene into each condition.
@@ -75,17 +75,12 @@ def build(model: ZooModel, out: Path, checkpoints: Path, requires: dict[str, Pat
         embedded = text_encoder(ids)[0]
     text_index = torch.tensor([texts.index(t) for t in instructions])
     schedule = prior.scheduler.__class__.from_config(prior.scheduler.config)
-    prediction = schedule.config.prediction_type
     scale = vae.config.scaling_factor
 
     def step(accelerator, i: int) -> torch.Tensor:
         idx = torch.from_numpy(corpus.batch_indices(cfg["seed"], i, len(inputs), cfg["batch"]))
         g = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + i)
-        latents = (target_mean[idx] + target_std[idx] * torch.randn(target_mean[idx].shape, generator=g)) * scale
-        noise = torch.randn(latents.shape, generator=g)
-        t = torch.randint(0, schedule.config.num_train_timesteps, (len(idx),), generator=g)
-        noisy = schedule.add_noise(latents, noise, t)
-        target = noise if prediction == "epsilon" else schedule.get_velocity(latents, noise, t)
+        noisy, t, target = noisy_batch(target_mean[idx], target_std[idx], scale, schedule, g)
         # InstructPix2Pix's dropout: p < 2d drops the text, d <= p < 3d the image (both for d <= p < 2d)
         p = torch.rand(len(idx), generator=g)
         text = embedded[torch.where(p < 2 * _DROPOUT, len(texts) - 1, text_index[idx])]

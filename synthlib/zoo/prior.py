@@ -55,11 +55,7 @@ def build(model: ZooModel, out: Path, checkpoints: Path, requires: dict[str, Pat
     def step(accelerator, i: int) -> torch.Tensor:
         idx = torch.from_numpy(corpus.batch_indices(cfg["seed"], i, len(images), cfg["batch"]))
         g = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + i)
-        latents = (mean[idx] + std[idx] * torch.randn(mean[idx].shape, generator=g)) * scale
-        noise = torch.randn(latents.shape, generator=g)
-        t = torch.randint(0, noise_schedule.config.num_train_timesteps, (len(idx),), generator=g)
-        noisy = noise_schedule.add_noise(latents, noise, t)
-        target = noise if cfg["prediction"] == "epsilon" else noise_schedule.get_velocity(latents, noise, t)
+        noisy, t, target = noisy_batch(mean[idx], std[idx], scale, noise_schedule, g)
         device = accelerator.device
         text = text_encoder(ids[idx].to(device))[0]
         pred = unet(noisy.to(device), t.to(device), encoder_hidden_states=text).sample
@@ -72,6 +68,20 @@ def build(model: ZooModel, out: Path, checkpoints: Path, requires: dict[str, Pat
     return {"final_loss": float(np.mean(history["loss"][-50:])), "latent_size": list(mean.shape[1:]),
             "median_step_seconds": float(np.median(history["step_seconds"])),
             "parameters_M": round(sum(p.numel() for p in unet.parameters()) / 1e6, 3)}
+
+
+def noisy_batch(mean: torch.Tensor, std: torch.Tensor, scale: float, schedule: Any, g: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """(noisy latents, timesteps, what the UNet learns to predict) of a batch of VAE posteriors (mean, std).
+
+    Latents are drawn from the posterior and scaled as Stable Diffusion's; the noise
+    schedule's ``prediction_type`` decides the target (velocity or noise).
+    """
+    latents = (mean + std * torch.randn(mean.shape, generator=g)) * scale
+    noise = torch.randn(latents.shape, generator=g)
+    t = torch.randint(0, schedule.config.num_train_timesteps, (len(latents),), generator=g)
+    noisy = schedule.add_noise(latents, noise, t)
+    target = noise if schedule.config.prediction_type == "epsilon" else schedule.get_velocity(latents, noise, t)
+    return noisy, t, target
 
 
 @torch.no_grad()
