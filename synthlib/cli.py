@@ -56,6 +56,11 @@ def main(argv: list[str] | None = None) -> int:
         help="where the run's tables and figures are copied when every notebook succeeded "
         "(default: the checkout's results/ for the default profile, results/<profile>/ for others)",
     )  # fmt: skip
+    rep.add_argument(
+        "--rerun", action="store_true",
+        help="execute every selected notebook, also those that ran to their end before with nothing changed since "
+        "(skipped otherwise; their stages stay cached either way)",
+    )  # fmt: skip
     _add_stage_commands(sub)
     res = sub.add_parser("results", help="copy a run's tables and figures into results/, or --check that results/ is current")
     res.add_argument("--run", default="default", help="run directory name under runs/")
@@ -99,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
             return run_step(args.name, args.profile, args.run, args.runs_dir, args.config, overrides, roots)
         return reproduce(
             args.profile, args.run, args.only, args.notebooks, args.runs_dir, args.results, args.jobs,
-            config=args.config, overrides=overrides, roots=roots,
+            config=args.config, overrides=overrides, roots=roots, rerun=args.rerun,
         )  # fmt: skip
     except (profiles.ProfileError, runs.StageError, FileNotFoundError, ValueError) as e:
         print(f"synthlib: error: {e}", file=sys.stderr)

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from synthlib import profiles, runs
+from synthlib import notebook_records, profiles, runs
 from synthlib.steps import resolve
 
 #: How the last ``reproduce`` of a run was asked for, under the run directory.
@@ -40,13 +40,16 @@ def reproduce(
     config: str | Path | None = None,
     overrides: dict[str, Any] | None = None,
     roots: dict[str, str] | None = None,
+    rerun: bool = False,
 ) -> int:
     """Execute the selected notebooks (in order, or ``jobs`` at once where their needs allow),
     then publish the run's tables; 0 on success, 1 when a notebook fails.
 
     ``config`` is a user profile file (instead of ``profile``), ``overrides`` profile
     fields and ``roots`` dataset folders on top of it. Every one of them, and every
-    dataset root's layout, is checked before the first kernel starts.
+    dataset root's layout, is checked before the first kernel starts. A notebook that
+    ran to its end before, with nothing it depends on or left changed since
+    (``synthlib.notebook_records``), is skipped unless ``rerun``.
     """
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
@@ -64,7 +67,8 @@ def reproduce(
         # The kernels inherit the environment: point them at the same profile and runs folder.
         os.environ[profiles.ENV_VAR] = source or cfg.name
         os.environ[runs.RUNS_ENV_VAR] = str(run_dir.path.parent.resolve())
-        settings = _Settings(source or cfg.name, overrides, cfg.cell_timeout)
+        context = notebook_records.context(cfg, source or cfg.name, overrides, config)
+        settings = _Settings(source or cfg.name, overrides, cfg.cell_timeout, context, rerun)
         try:
             failed = _schedule(selected, needs, jobs, out_dir, settings, run_dir, cfg.name)
         except KeyboardInterrupt:
@@ -96,7 +100,7 @@ def _schedule(selected: list[Path], needs: dict[Path, set[Path]], jobs: int, out
                 threads = _threads(len(running) + len(starting)) if jobs > 1 else None
                 print(f"[{len(selected) - len(pending)}/{len(selected)}] {nb.name} (profile {profile}, run {run_dir.name}"
                       + (f", {threads} thread(s))" if threads else ")"), flush=True)  # fmt: skip
-                running[pool.submit(_execute, nb, out_dir / nb.name, settings, run_dir.name, threads, jobs == 1)] = nb
+                running[pool.submit(_execute, nb, out_dir / nb.name, settings, run_dir, threads, jobs == 1)] = nb
             if not running:
                 break  # a failure stopped the schedule
             finished, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -142,14 +146,21 @@ class _Settings:
     profile: str  # a profile name or a user profile's absolute path
     overrides: dict[str, Any]
     cell_timeout: int  # seconds; 0 = none
+    context: dict[str, Any]  # what decides every notebook besides itself (notebook_records.context)
+    rerun: bool  # execute notebooks whose records say they are up to date too
 
 
-def _execute(nb: Path, out: Path, settings: _Settings, run: str, threads: int | None, show: bool) -> str | None:
-    """Run one notebook with papermill in its own process; None on success, else what failed where.
+def _execute(nb: Path, out: Path, settings: _Settings, run_dir: runs.RunDir, threads: int | None, show: bool) -> str | None:
+    """Run one notebook with papermill in its own process (or skip it when up to date); None on success, else what failed where.
 
     A process per notebook (papermill's command line) lets each kernel get its own thread count.
     Side by side, the kernel's progress goes to ``<executed copy>.log`` instead of the terminal.
     """
+    why = "--rerun" if settings.rerun else notebook_records.changed(run_dir, nb, settings.context)
+    if why is None:
+        print(f"  {nb.name}: up to date, skipped (executed copy: {out})", flush=True)
+        return None
+    run, started = run_dir.name, time.time_ns()
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     # -r: raw strings, so a run named "2024" stays a name; -y: the overrides as YAML (JSON is YAML)
     cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-r", "profile", settings.profile, "-r", "run", run,
@@ -163,9 +174,10 @@ def _execute(nb: Path, out: Path, settings: _Settings, run: str, threads: int | 
         with open(out.with_suffix(".log"), "w") as log:
             code = _run_child(cmd + ["--no-progress-bar"], env, stdout=log, stderr=subprocess.STDOUT)
         print(f"  {nb.name}: {'done' if code == 0 else 'failed'} in {time.perf_counter() - t0:.0f} s", flush=True)
-    if code == 0:
-        return None
-    return _failure(nb, out, settings.cell_timeout)
+    if code != 0:
+        return _failure(nb, out, settings.cell_timeout)
+    notebook_records.write(run_dir, nb, settings.context, started)
+    return None
 
 
 #: The papermill processes running now, so that Ctrl-C can stop them.

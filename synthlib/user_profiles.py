@@ -21,7 +21,7 @@ from typing import Any
 #: File suffixes of user profiles.
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 #: Fields that name a model by local folder or hub id: relative folders in a user profile resolve against the file.
-_MODEL_FIELDS = ("seg_model", "pseudo_labeller", "mcoc_judge", "diff_model", "diff_depth_model", "zs_editor")
+MODEL_FIELDS = ("seg_model", "pseudo_labeller", "mcoc_judge", "diff_model", "diff_depth_model", "zs_editor")
 
 
 def is_user_profile(name: str | os.PathLike) -> bool:
@@ -58,7 +58,7 @@ def read_user_profile(path: str | os.PathLike) -> tuple[str, dict[str, Any]]:
     here = path.resolve().parent
     if isinstance(data.get("roots"), Mapping):
         data["roots"] = {k: _resolve_root(v, here) for k, v in data["roots"].items()}
-    for key in _MODEL_FIELDS:
+    for key in MODEL_FIELDS:
         value = data.get(key)
         if isinstance(value, str) and value and (value.startswith(".") or (here / value).exists()):
             data[key] = str((here / value).resolve())

@@ -1,5 +1,6 @@
 import json
 import os
+import shutil
 
 import nbformat
 import pytest
@@ -42,8 +43,11 @@ def test_reproduce_smoke_runs_the_project_notebooks(monkeypatch, capsys, tmp_pat
     published = {p.name for p in results.iterdir()}
     assert {"paper_miou.md", "paper_miou.csv", "paper_per_class.csv", "paper_figure1.png"} <= published
     assert "run `smoke` · profile `smoke`" in (results / "paper_miou.md").read_text()
-    # a second call resumes from the cached stages
+    # a second call skips the notebook that ran to its end; --rerun executes it again, from the cached stages
+    capsys.readouterr()
     assert cli.main(["reproduce", "--profile", "smoke", "--only", "00", "--results", str(results)]) == 0
+    assert "00_data.ipynb: up to date, skipped" in capsys.readouterr().out
+    assert cli.main(["reproduce", "--profile", "smoke", "--only", "00", "--rerun", "--results", str(results)]) == 0
     rerun = (run_dir.path / "notebooks" / "00_data.ipynb").read_text()  # the kernel printed it there
     assert "data/real: up to date, skipped" in rerun
 
@@ -122,6 +126,42 @@ def test_profiles_command_prints_fields_and_rejects_unknown(capsys):
     assert cli.main(["profiles", "huge"]) == 2
     assert "valid profiles: smoke, default, paper" in capsys.readouterr().err
     assert cli.main(["reproduce", "--profile", "huge"]) == 2
+
+
+STAGE = (
+    "from synthlib import runs\nr = runs.open(run, {root!r})\n"
+    "r.stage('a', {{}}, lambda ctx: (ctx.out / 'a.txt').write_text('a'))\n"
+    "(r.path / 'tables').mkdir(exist_ok=True)\n(r.path / 'tables' / '{table}').write_text('{table}')\n"
+    "open({marks!r}, 'a').write('{name} ')"
+)
+
+
+def test_a_notebook_that_ran_to_its_end_is_skipped_until_what_it_depends_on_or_left_changes(tmp_path, isolated_env, capsys):
+    nbs, marks = tmp_path / "nbs", tmp_path / "marks.txt"
+    nbs.mkdir()
+    marks.write_text("")
+    for name in ("00_make", "01_read"):
+        _notebook(nbs / f"{name}.ipynb", STAGE.format(root=str(tmp_path), marks=str(marks), table=f"{name}.md", name=name))
+    args = ["reproduce", "--profile", "smoke", "--run", "s", "--notebooks", str(nbs), "--runs-dir", str(tmp_path),
+            "--results", str(tmp_path / "results")]  # fmt: skip
+
+    def executed(*extra: str) -> list[str]:
+        marks.write_text("")
+        assert cli.main([*args, *extra]) == 0
+        return marks.read_text().split()
+
+    assert executed() == ["00_make", "01_read"]
+    capsys.readouterr()
+    assert executed() == [] and capsys.readouterr().out.count("up to date, skipped") == 2
+    assert executed("--set", "seg_steps=13") == ["00_make", "01_read"]  # a profile field
+    assert executed("--set", "seg_steps=13") == []
+    (tmp_path / "s" / "tables" / "00_make.md").unlink()  # what one notebook left
+    assert executed("--set", "seg_steps=13") == ["00_make"]
+    run = runs.open("s", tmp_path)
+    shutil.rmtree(run.stage_path("a"))  # a stage
+    assert executed("--set", "seg_steps=13") == ["00_make", "01_read"]
+    _notebook(nbs / "01_read.ipynb", STAGE.format(root=str(tmp_path), marks=str(marks), table="01_read.md", name="01_read"), "x = 1")
+    assert executed("--set", "seg_steps=13") == ["01_read"]  # the notebook itself
 
 
 def test_a_cell_over_the_timeout_stops_the_run_naming_notebook_and_cell(tmp_path, isolated_env, capsys):
