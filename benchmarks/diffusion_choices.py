@@ -2,6 +2,7 @@
 
     python benchmarks/diffusion_choices.py --run default --profile default --variants profile controlnet
     python benchmarks/diffusion_choices.py --run default --variants res64 eps erosion1 nodepth
+    python benchmarks/diffusion_choices.py --run default --variants profile patch2 prior prior-controlnet
 
 Needs a run whose stages 00 and 01 are done (data, the oracle and the
 pseudo-labels). Each variant changes a few profile fields. Variants run in
@@ -40,6 +41,12 @@ VARIANTS: dict[str, dict] = {
     "patch2": {"diff_resolution": [64, 128], "diff_patch": 2},
     "eps": {"diff_prediction": "epsilon"},
     "nopretrain": {"diff_pretrain_steps": 0},
+    # the zoo's latent diffusion prior (a tiny Stable Diffusion) at the world's full resolution
+    "prior": {"diff_model": "zoo:prior", "diff_resolution": [64, 128]},
+    "prior-controlnet": {"diff_model": "zoo:prior", "diff_resolution": [64, 128], "diff_branch": "controlnet"},
+    "prior-lr2e-4": {"diff_model": "zoo:prior", "diff_resolution": [64, 128], "diff_lr": 2e-4},
+    # latent steps cost about a third of pixel ones at 32x64: the pixel model's wall time spent on steps
+    "prior-long": {"diff_model": "zoo:prior", "diff_resolution": [64, 128], "diff_stage1_steps": 900, "diff_stage2_steps": 2400},
 }
 _UPSTREAM = ("diff_model", "diff_resolution", "diff_patch", "diff_prediction", "diff_pretrain_steps", "diff_stage1_steps", "diff_lr", "diff_batch")
 
@@ -59,7 +66,9 @@ def main() -> None:
         upstream = "-".join(str(getattr(cfg, f)).replace(" ", "").replace(",", "x").strip("()[]") for f in _UPSTREAM)
         run_dir = _linked_run(source, f"{args.run}-bench-{hashlib.sha256(upstream.encode()).hexdigest()[:8]}", cfg)
         stage = f"diffusion/stage2-{name}"
-        diffusion.train_stage2(run_dir, cfg, stage=stage)  # and pretraining and stage 1 when not cached
+        diffusion.pretrain.pretrain(run_dir, cfg)  # each made only when not cached (a stage never builds what it reads)
+        diffusion.train_stage1(run_dir, cfg)
+        diffusion.train_stage2(run_dir, cfg, stage=stage)
         # Build seconds of each stage (a cached stage reports the time it took when it was made).
         times = {f"{label} s": (run_dir.manifest(st) or {}).get("seconds", 0.0) for label, st in
                  (("pretrain", diffusion.pretrain.STAGE), ("stage1", diffusion.stage1.STAGE), ("stage2", stage))}

@@ -15,6 +15,7 @@ the medians and the throughput ratio (target: batched >= 2x naive).
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import time
 
@@ -33,9 +34,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="sampling steps; default: the profile's gen_steps")
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--set", default="{}", help='JSON profile overrides, e.g. \'{"diff_model": "zoo:prior", "diff_resolution": [64, 128]}\'')
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = profiles.load(args.profile, gen_steps=args.steps)
+    cfg = profiles.load(args.profile, {**json.loads(args.set), "gen_steps": args.steps})
     if args.run:
         model = diffusion.load(runs.open(args.run).stage_path(generation.MODEL_STAGE) / "model")
     else:

@@ -23,6 +23,8 @@ from synthlib import fingerprints, profiles, provenance, runs, zoo
 from synthlib.user_profiles import MODEL_FIELDS
 
 RECORDS = ".records"
+#: Why a notebook without a record runs.
+NEVER = "not run to its end before"
 
 
 def context(cfg: profiles.Profile, source: str, overrides: dict[str, Any], config: str | Path | None) -> dict[str, Any]:
@@ -60,7 +62,7 @@ def changed(run_dir: runs.RunDir, notebook: Path, ctx: dict[str, Any]) -> str | 
     """None when ``notebook`` ran to its end before and everything it depended on and left still holds; else why not."""
     file = run_dir.path / "notebooks" / RECORDS / f"{notebook.stem}.json"
     if not file.is_file() or not (run_dir.path / "notebooks" / notebook.name).is_file():
-        return "not run to its end before"
+        return NEVER
     record = json.loads(file.read_text())
     now = {**ctx, "notebook": _sha256(notebook)}
     differs = sorted(k for k in now.keys() | record["context"].keys() if now.get(k) != record["context"].get(k))
@@ -90,12 +92,15 @@ def _stages(run_dir: runs.RunDir) -> dict[str, str]:
 
 
 def _weights(spec: Any) -> str | None:
-    """A model field's weights: a zoo model by its keyed folder (never built here), anything else by its files."""
+    """A model field's weights: a zoo model by its keyed folder, anything else by its files.
+
+    The zoo folder's key holds everything its weights depend on, so a model the first
+    notebook builds counts as the same before and after; nothing is built here.
+    """
     if not isinstance(spec, str) or not spec:
         return None
     if zoo.is_zoo(spec):
-        name = spec.split(":", 1)[1]
-        return f"{zoo.folder(name).name} built={zoo.is_built(name)}"
+        return zoo.folder(spec.split(":", 1)[1]).name
     return fingerprints.weights_fingerprint(spec)
 
 

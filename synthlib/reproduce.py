@@ -160,6 +160,8 @@ def _execute(nb: Path, out: Path, settings: _Settings, run_dir: runs.RunDir, thr
     if why is None:
         print(f"  {nb.name}: up to date, skipped (executed copy: {out})", flush=True)
         return None
+    if why != notebook_records.NEVER:
+        print(f"  {nb.name}: executed again ({why})", flush=True)
     run, started = run_dir.name, time.time_ns()
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     # -r: raw strings, so a run named "2024" stays a name; -y: the overrides as YAML (JSON is YAML)

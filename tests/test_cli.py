@@ -157,6 +157,7 @@ def test_a_notebook_that_ran_to_its_end_is_skipped_until_what_it_depends_on_or_l
     assert executed("--set", "seg_steps=13") == []
     (tmp_path / "s" / "tables" / "00_make.md").unlink()  # what one notebook left
     assert executed("--set", "seg_steps=13") == ["00_make"]
+    assert "00_make.ipynb: executed again (tables/00_make.md changed or removed since)" in capsys.readouterr().out
     run = runs.open("s", tmp_path)
     shutil.rmtree(run.stage_path("a"))  # a stage
     assert executed("--set", "seg_steps=13") == ["00_make", "01_read"]

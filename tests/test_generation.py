@@ -246,3 +246,27 @@ def test_generation_reads_the_source_depth_stage_instead_of_running_the_depth_mo
 
     generation.generate_set(run_dir, smoke(diff_depth_model=str(folder), gen_fit="crop", gen_steps=3), "toy")
     assert sum(calls) == 3  # other settings, same depth stage: the depth model is not run again
+
+
+@pytest.mark.parametrize("branch", ["concat", "controlnet"])
+def test_the_zoo_prior_generates_at_the_worlds_resolution_without_resizing_and_deterministically(branch, monkeypatch):
+    from synthlib.diffusion import sampling
+
+    model = diffusion.add_branch(diffusion.build("zoo:prior-tiny", (32, 64), "a photo of a city street"), branch, depth=True)
+    assert model.space == "latent" and model.sample_size == (8, 16)  # the zoo VAE's 4x: 8x16 latents for 32x64 maps
+    sizes = []
+
+    def no_resize(images, size):
+        sizes.append((tuple(images.shape[-2:]), tuple(size)))
+        assert tuple(images.shape[-2:]) == tuple(size), f"resized {tuple(images.shape[-2:])} -> {tuple(size)}"
+        return images
+
+    monkeypatch.setattr(sampling, "resize", no_resize)
+    cfg = profiles.load("smoke", gen_steps=3, gen_batch=2)
+    maps = toy_maps(3, size=(32, 64))
+    first = generation.generate_from(model, cfg, maps, seeds=[5, 6, 7])
+    assert first.shape == (3, 32, 64, 3) and sizes and all(a == (32, 64) for a, _ in sizes)
+    again = generation.generate_from(model, cfg, maps, seeds=[5, 6, 7])
+    other = generation.generate_from(model, cfg, maps, seeds=[8, 6, 7])
+    assert np.array_equal(first, again)  # the same seeds, the same images
+    assert not np.array_equal(first[0], other[0]) and np.array_equal(first[1:], other[1:])  # a seed is its image's alone
