@@ -56,3 +56,15 @@ def test_the_editors_layout_score_is_one_for_the_same_edges_and_falls_without_th
     assert editor_settings.edge_correlation(images, images) == pytest.approx(1.0)
     assert editor_settings.edge_correlation(images, (images // 2 + 10).astype(np.uint8)) == pytest.approx(1.0, abs=0.01)  # darker, same edges
     assert abs(editor_settings.edge_correlation(images, rng.integers(0, 256, images.shape, dtype=np.uint8))) < 0.3
+
+
+def test_the_latent_ceiling_keeps_images_at_their_size_and_loses_detail_only_through_a_bottleneck():
+    ceiling = _benchmark("latent_ceiling")
+    rng = np.random.default_rng(0)
+    smooth = np.repeat(np.repeat(rng.integers(0, 256, (2, 8, 16, 3), dtype=np.uint8), 4, 1), 4, 2)  # 4x4 blocks
+    assert np.array_equal(ceiling._through_size(smooth, (32, 64)), smooth)  # the images' own size: no change
+    small = ceiling._through_size(smooth, (16, 32))
+    assert small.shape == smooth.shape and small.dtype == np.uint8 and not np.array_equal(small, smooth)
+    noise = rng.integers(0, 256, (2, 32, 64, 3), dtype=np.uint8)
+    lost = lambda x: float(np.abs(ceiling._through_size(x, (16, 32)).astype(int) - x).mean())  # noqa: E731
+    assert lost(noise) > 2 * lost(smooth)  # what a 16x32 sample cannot hold is fine detail
