@@ -119,12 +119,13 @@ def _wait_for(proc: subprocess.Popen, log: Path, text: str, timeout: float = 120
 
 
 @pytest.mark.after_notebooks
-def test_kill_9_at_ten_random_points_then_resume_gives_the_uninterrupted_run(tmp_path):
+def test_kill_9_at_six_random_points_then_resume_gives_the_uninterrupted_run(tmp_path):
     reference = _outputs(_reference(tmp_path))
     notebooks = [nb.name for nb in cli.select_notebooks(cli.default_notebooks_dir(), None)]
     rng = random.Random(16)
-    # ten points: a notebook (in order, so the run moves on) and a moment after it starts
-    points = sorted((rng.randrange(len(notebooks)), round(rng.uniform(0.5, 8.0), 1)) for _ in range(10))
+    # six points (each restart re-executes the notebook it stopped in: CI time): a notebook (in order, so the
+    # run moves on) and a moment after it starts
+    points = sorted((rng.randrange(len(notebooks)), round(rng.uniform(0.5, 8.0), 1)) for _ in range(6))
     runs_dir, log = tmp_path / "killed", tmp_path / "log.txt"
     landed = []
     for index, delay in points:
@@ -144,7 +145,7 @@ def test_kill_9_at_ten_random_points_then_resume_gives_the_uninterrupted_run(tmp
         assert proc.wait(timeout=1800) == 0, log.read_text()[-3000:]
     finally:
         os.killpg(proc.pid, signal.SIGKILL) if proc.poll() is None else None
-    assert sum("killed during" in line for line in landed) >= 8, landed
+    assert sum("killed during" in line for line in landed) >= 5, landed
     run_path = runs_dir / RUN
     for leftovers in (".tmp", ".trash", ".work"):
         assert not [f for f in (run_path / leftovers).rglob("*") if f.is_file()], leftovers
