@@ -13,7 +13,6 @@ changed parameter, a stage made again or removed, a table edited or deleted.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -35,7 +34,7 @@ def context(cfg: profiles.Profile, source: str, overrides: dict[str, Any], confi
         "profile": source,
         "user_profile_text": Path(config).expanduser().read_text() if config is not None else None,
         "overrides": overrides,
-        "resolved": json.loads(json.dumps(resolved, default=str)),
+        "resolved": json.loads(json.dumps(resolved)),  # tuples as lists, as the record reads back
         "code": provenance.code_fingerprint(code),
         "packages": provenance.package_versions(),
         "weights": {f: _weights(resolved.get(f)) for f in MODEL_FIELDS},
@@ -47,9 +46,9 @@ def write(run_dir: runs.RunDir, notebook: Path, ctx: dict[str, Any], started_ns:
     tables = run_dir.path / "tables"
     written = [f for f in sorted(tables.rglob("*")) if f.is_file() and f.stat().st_mtime_ns >= started_ns] if tables.is_dir() else []
     record = {
-        "context": {**ctx, "notebook": _sha256(notebook)},
+        "context": {**ctx, "notebook": provenance.file_sha256(notebook)},
         "stages": _stages(run_dir),
-        "tables": {f.relative_to(run_dir.path).as_posix(): _sha256(f) for f in written},
+        "tables": {f.relative_to(run_dir.path).as_posix(): provenance.file_sha256(f) for f in written},
     }
     folder = run_dir.path / "notebooks" / RECORDS
     folder.mkdir(parents=True, exist_ok=True)
@@ -64,7 +63,7 @@ def changed(run_dir: runs.RunDir, notebook: Path, ctx: dict[str, Any]) -> str | 
     if not file.is_file() or not (run_dir.path / "notebooks" / notebook.name).is_file():
         return NEVER
     record = json.loads(file.read_text())
-    now = {**ctx, "notebook": _sha256(notebook)}
+    now = {**ctx, "notebook": provenance.file_sha256(notebook)}
     differs = sorted(k for k in now.keys() | record["context"].keys() if now.get(k) != record["context"].get(k))
     if differs:
         return f"{', '.join(differs)} changed"
@@ -73,7 +72,7 @@ def changed(run_dir: runs.RunDir, notebook: Path, ctx: dict[str, Any]) -> str | 
     if remade:
         return f"stage {remade[0]} made again or removed since" + (f" (and {len(remade) - 1} more)" if len(remade) > 1 else "")
     for rel, digest in record["tables"].items():
-        if not (run_dir.path / rel).is_file() or _sha256(run_dir.path / rel) != digest:
+        if not (run_dir.path / rel).is_file() or provenance.file_sha256(run_dir.path / rel) != digest:
             return f"{rel} changed or removed since"
     return None
 
@@ -103,6 +102,3 @@ def _weights(spec: Any) -> str | None:
         return zoo.folder(spec.split(":", 1)[1]).name
     return fingerprints.weights_fingerprint(spec)
 
-
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
