@@ -62,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         "(skipped otherwise; their stages stay cached either way)",
     )  # fmt: skip
     _add_stage_commands(sub)
+    _add_conditions(sub)
     res = sub.add_parser("results", help="copy a run's tables and figures into results/, or --check that results/ is current")
     res.add_argument("--run", default="default", help="run directory name under runs/")
     res.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
@@ -100,6 +101,8 @@ def main(argv: list[str] | None = None) -> int:
             return _profiles(args.name, args.config, overrides, roots)
         if args.command == "stages":
             return _stages(args.profile, args.run, args.runs_dir, args.config, overrides, roots)
+        if args.command == "conditions":
+            return _conditions(args, overrides, roots)
         if args.command == "stage":
             return run_step(args.name, args.profile, args.run, args.runs_dir, args.config, overrides, roots)
         return reproduce(
@@ -153,6 +156,30 @@ def _run_options(parser) -> None:
     parser.add_argument("--run", default=None, help="run directory name under runs/ (default: the profile's name, or the user profile file's)")
     parser.add_argument("--runs-dir", type=Path, default=None, help="where run directories live (default: runs/)")
     _profile_options(parser)
+
+
+def _add_conditions(sub) -> None:
+    cnd = sub.add_parser(
+        "conditions", help="the adverse-conditions table: every method with each condition (and game) as the target",
+        description="Adapt from the clear target to each condition of the profile (and, on minicity, to the game look): "
+        "each target gets its own run <run>-<column> beside the main run, built to 06 by the stage graph; SDGPA "
+        "zero-shot comes from the main run's zero_shot step. Writes the table conditions_miou and the figure "
+        "conditions_samples into the main run's tables (synthlib results copies them).",
+    )  # fmt: skip
+    cnd.add_argument("--targets", default=None, help="comma-separated columns, e.g. fog,game (default: every condition and look)")
+    _run_options(cnd)
+
+
+def _conditions(args, overrides: dict, roots: dict) -> int:
+    from synthlib import conditions
+
+    cfg, _, _ = resolve(args.profile, args.config, overrides, roots)
+    run_dir = runs.open(args.run or (Path(args.config).stem if args.config is not None else cfg.name), args.runs_dir)
+    result = conditions.write(run_dir, cfg, args.targets.split(",") if args.targets else None)
+    print(f"mIoU (%) on each target's val, from the clear {cfg.target}")
+    print(result.round(1).to_string())
+    print(f"written: {run_dir.path / 'tables' / 'conditions_miou.md'}")
+    return 0
 
 
 def _add_export(sub) -> None:
