@@ -166,7 +166,8 @@ def _execute(nb: Path, out: Path, settings: _Settings, run_dir: runs.RunDir, thr
     env = dict(os.environ, **({"OMP_NUM_THREADS": str(threads)} if threads else {}))
     # -r: raw strings, so a run named "2024" stays a name; -y: the overrides as YAML (JSON is YAML)
     cmd = [sys.executable, "-m", "papermill", str(nb), str(out), "-r", "profile", settings.profile, "-r", "run", run,
-           "-y", json.dumps({"overrides": settings.overrides}), "--cwd", str(nb.parent), "-k", "python3"]  # fmt: skip
+           "-y", json.dumps({"overrides": settings.overrides}), "--cwd", str(nb.parent), "-k", "python3",
+           "--start-timeout", str(KERNEL_START_TIMEOUT)]  # fmt: skip
     if settings.cell_timeout:
         cmd += ["--execution-timeout", str(settings.cell_timeout)]
     t0 = time.perf_counter()
@@ -181,6 +182,10 @@ def _execute(nb: Path, out: Path, settings: _Settings, run_dir: runs.RunDir, thr
     notebook_records.write(run_dir, nb, settings.context, started)
     return None
 
+
+#: Seconds a kernel may take to start. Papermill's 60 s default failed a notebook of a run side by side
+#: (``--jobs 2``) whose kernel started while another notebook and a test run loaded both cores.
+KERNEL_START_TIMEOUT = 600
 
 #: The papermill processes running now, so that Ctrl-C can stop them.
 _CHILDREN: set[subprocess.Popen] = set()

@@ -1,3 +1,4 @@
+import importlib
 import json
 import os
 import shutil
@@ -6,6 +7,8 @@ import nbformat
 import pytest
 
 from synthlib import cli, runs
+
+reproduce_module = importlib.import_module("synthlib.reproduce")
 
 
 @pytest.fixture
@@ -175,6 +178,26 @@ def test_a_cell_over_the_timeout_stops_the_run_naming_notebook_and_cell(tmp_path
     err = capsys.readouterr().err
     assert "00_slow.ipynb: cell 4 of the executed copy (starting `import time`) did not finish within the cell timeout of 3 s (profile field cell_timeout)" in err
     assert not (tmp_path / "t" / "notebooks" / "01_never.ipynb").exists()
+
+
+def test_a_kernel_slow_to_start_gets_the_start_timeout_not_papermills_default(tmp_path, isolated_env, monkeypatch, capsys):
+    # a kernel that takes 4 s to start, as one does beside training notebooks on a loaded machine
+    slow = tmp_path / "slow_site"
+    slow.mkdir()
+    # (at start-up a kernel's argv is ['-m', '-f', '<connection file>.json', ...]: the module name is not in it yet)
+    (slow / "sitecustomize.py").write_text("import sys, time\nif '-f' in sys.argv[1:2]:\n    time.sleep(4)\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(slow), os.environ.get("PYTHONPATH")])))
+    nbs = tmp_path / "nbs"
+    nbs.mkdir()
+    _notebook(nbs / "00_a.ipynb", "x = 1")
+    args = ["reproduce", "--profile", "smoke", "--run", "t", "--notebooks", str(nbs), "--runs-dir", str(tmp_path)]
+    monkeypatch.setattr(reproduce_module, "KERNEL_START_TIMEOUT", 1)
+    assert cli.main(args) == 1  # papermill was given the timeout: 1 s is too short
+    assert "00_a.ipynb" in capsys.readouterr().err
+    monkeypatch.setattr(reproduce_module, "KERNEL_START_TIMEOUT", 60)
+    assert cli.main(args) == 0
+    monkeypatch.undo()
+    assert reproduce_module.KERNEL_START_TIMEOUT >= 300  # ten times the 4 s here is what a busy machine took
 
 
 def test_set_roots_and_config_reach_every_notebook_and_the_run_record(tmp_path, isolated_env):
