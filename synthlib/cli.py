@@ -167,6 +167,7 @@ def _add_conditions(sub) -> None:
         "conditions_samples into the main run's tables (synthlib results copies them).",
     )  # fmt: skip
     cnd.add_argument("--targets", default=None, help="comma-separated columns, e.g. fog,game (default: every condition and look)")
+    cnd.add_argument("--seeds", default="", help="comma-separated seeds besides the profile's own: every row's segmenters trained again")
     _run_options(cnd)
 
 
@@ -175,8 +176,9 @@ def _conditions(args, overrides: dict, roots: dict) -> int:
 
     cfg, _, _ = resolve(args.profile, args.config, overrides, roots)
     run_dir = runs.open(args.run or (Path(args.config).stem if args.config is not None else cfg.name), args.runs_dir)
-    result = conditions.write(run_dir, cfg, args.targets.split(",") if args.targets else None)
-    print(f"mIoU (%) on each target's val, from the clear {cfg.target}")
+    seeds = tuple(int(k) for k in args.seeds.split(",") if k.strip())
+    result = conditions.write(run_dir, cfg, args.targets.split(",") if args.targets else None, seeds)
+    print(f"mIoU (%) on each target's val, from the clear {cfg.target}" + (" (mean over seeds)" if seeds else ""))
     print(result.round(1).to_string())
     print(f"written: {run_dir.path / 'tables' / 'conditions_miou.md'}")
     return 0

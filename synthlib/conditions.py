@@ -29,6 +29,7 @@ from tqdm.auto import tqdm
 
 from synthlib import data, graph, minicity, paper_tables, zero_shot
 from synthlib.generation import stage_name as generated_name
+from synthlib.mcoc import filtered_name
 from synthlib.profiles import Profile
 from synthlib.runs import RunDir
 from synthlib.runs import open as open_run
@@ -122,6 +123,49 @@ def table(main: RunDir, cfg: Profile, columns: list[str] | None = None) -> tuple
     return result.rename_axis(index="training data / method", columns=None), best_uda
 
 
+def seed_table(main: RunDir, cfg: Profile, seed: int, best_uda: dict[str, str], columns: list[str] | None = None) -> pd.DataFrame:
+    """``table``'s rows with the segmenters trained again with another ``seed`` on the same training sets.
+
+    Each column's run gets a seed run ``<run>-<column>-seed<k>`` and the main run one,
+    ``<run>-seed<k>``, whose stages are links to theirs: the datasets and the translated,
+    generated and filtered sets are the seed-``cfg.seed`` ones, and the segmenters (source
+    only, the column's best UDA method at ``cfg.seed``, CycleGAN + guidance's, ours, the
+    oracle, SDGPA's phases) are new. SDGPA's edits are made again: the editor's noise is
+    seeded, part of the method.
+    The clear target's segmenter is trained once per seed, in the main seed run, and linked
+    into the columns' seed runs, as in ``build``.
+    """
+    if seed == cfg.seed:
+        raise ConditionsError(f"seed {seed} is the profile's own: table() reads it")
+    wanted = _columns(cfg, columns)
+    clear, source_model = f"data/{cfg.target}", seg.model_stage("supervised", f"data/{cfg.target}")
+    main_seed, seed_cfg = open_run(f"{main.name}-seed{seed}", main.path.parent), dataclasses.replace(cfg, seed=seed)
+    conds = [c for c in wanted if c in cfg.conditions]
+    main_seed.link_from(main, [clear, *(s.split(":")[0] for s in data.eval_sets(cfg)), *(zero_shot.set_stage(k, c) for c in conds for k in ("edited", "intermediate"))])
+    seg.fit(main_seed, seed_cfg, clear)
+    sdgpa = zero_shot.table(main_seed, seed_cfg, {c: zero_shot.adapt(main_seed, seed_cfg, c)[-1] for c in conds}) if conds else None
+    guided = max(cfg.i2i_k, default=0)
+    out = {}
+    for column, target in wanted.items():
+        base = target_run(main, column)
+        run_dir, tcfg = open_run(f"{base.name}-seed{seed}", main.path.parent), target_profile(seed_cfg, target)
+        jobs = {paper_tables.OURS: (filtered_name(generated_name(clear)), "supervised", None),
+                paper_tables.ORACLE: (f"data/{target}", "supervised", None)}  # fmt: skip
+        if best_uda.get(column):
+            jobs[BEST_UDA] = (clear, _uda_method(best_uda[column]), f"data/{target}")
+        if guided:
+            jobs["CycleGAN + guidance"] = (f"translated/{cyclegan_method(guided)}-{cfg.target}", "supervised", None)
+        run_dir.link_from(base, sorted({clear, f"data/{target}", *(train for train, _, _ in jobs.values())}))
+        run_dir.link_from(main_seed, [source_model])
+        seg.fit_many(run_dir, tcfg, list(jobs.values()))
+        sets = data.eval_sets(tcfg)
+        miou = {row: seg.evaluate(run_dir, tcfg, seg.model_stage(method, train), sets).loc[sets[0], "mIoU"]
+                for row, (train, method, _) in {**jobs, paper_tables.SOURCE_ONLY: (clear, "supervised", None)}.items()}  # fmt: skip
+        miou[SDGPA] = sdgpa.loc[column, "zero-shot (SDGPA)"] if sdgpa is not None and column in sdgpa.index else float("nan")
+        out[column] = miou
+    return pd.DataFrame(out).reindex(list(ROWS)).astype(float).rename_axis(index="training data / method", columns=None)
+
+
 def figure(
     main: RunDir, cfg: Profile, columns: list[str] | None = None, index: int = 0, cell_inches: float = 1.6
 ) -> plt.Figure:
@@ -146,21 +190,35 @@ def figure(
     return image_grid(rows, names, cell_inches)
 
 
-def write(main: RunDir, cfg: Profile, columns: list[str] | None = None) -> pd.DataFrame:
-    """``build``, then the table ``conditions_miou`` and the figure ``conditions_samples`` in the main run's tables."""
+def write(main: RunDir, cfg: Profile, columns: list[str] | None = None, seeds: tuple[int, ...] = ()) -> pd.DataFrame:
+    """``build``, then the table ``conditions_miou`` and the figure ``conditions_samples`` in the main run's tables.
+
+    With ``seeds`` (other than the profile's own) every row is trained again per seed
+    (``seed_table``): ``conditions_miou`` holds the mean over all seeds, ``conditions_miou_std``
+    the standard deviation, and ``conditions_miou_seeds`` every seed's value. Returns the mean.
+    """
     from synthlib import report
 
     build(main, cfg, columns)
-    result, best_uda = table(main, cfg, columns)
+    first, best_uda = table(main, cfg, columns)
+    per_seed = {cfg.seed: first, **{k: seed_table(main, cfg, k, best_uda, columns) for k in tqdm(seeds, desc="seeds")}}
+    stacked = pd.concat(per_seed, names=["seed"])
+    mean = stacked.groupby(level=1, sort=False).mean()
     uda = "; ".join(f"{c}: {m}" for c, m in best_uda.items() if m) or "none run"
-    report.write_table(result, main, cfg, "conditions_miou",
+    over = f"mean over seeds {', '.join(map(str, per_seed))}; " if seeds else ""
+    report.write_table(mean, main, cfg, "conditions_miou",
                        f"mIoU (%) on each target's val, the clear {cfg.target} (labelled) as the source: rows = training "
-                       f"data / method, columns = target (runs {main.name}-<column>; SDGPA from run {main.name}); "
+                       f"data / method, columns = target (runs {main.name}-<column>; SDGPA from run {main.name}); {over}"
                        f"best UDA method per column: {uda}")  # fmt: skip
+    if seeds:
+        std = stacked.groupby(level=1, sort=False).std()
+        report.write_table(std, main, cfg, "conditions_miou_std", f"Standard deviation of conditions_miou over seeds {', '.join(map(str, per_seed))}")
+        report.write_table(stacked.swaplevel().sort_index(level=0, sort_remaining=False), main, cfg, "conditions_miou_seeds",
+                           "conditions_miou per seed")  # fmt: skip
     fig = figure(main, cfg, columns)
     report.write_figure(fig, main, "conditions_samples", cfg=cfg)
     plt.close(fig)
-    return result
+    return mean
 
 
 def _columns(cfg: Profile, columns: list[str] | None) -> dict[str, str]:
@@ -173,6 +231,10 @@ def _columns(cfg: Profile, columns: list[str] | None) -> dict[str, str]:
             f"no condition target {', '.join(map(repr, unknown))}; the profile's: {', '.join(every) or 'none'}"
         )
     return {c: every[c] for c in columns}
+
+
+def _uda_method(label: str) -> str:
+    return next(method for method, name in seg.LABELS.items() if name == label)
 
 
 def _sdgpa(main: RunDir, cfg: Profile, conditions: list[str]) -> dict[str, float]:

@@ -1,6 +1,7 @@
 """The adverse-conditions table: one run per target beside the main run, every row read from the same code as 07's."""
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from synthlib import conditions, paper_tables, profiles, runs, zero_shot
@@ -34,12 +35,13 @@ def test_an_unknown_target_is_named_before_anything_is_built(tmp_path, capsys):
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     main = runs.open("main", tmp_path_factory.mktemp("conditions"))
-    table = conditions.write(main, tiny(), ["fog", "game"])
+    table = conditions.write(main, tiny(), ["fog", "game"], seeds=(1,))
     return main, table
 
 
 def test_each_target_gets_its_own_run_and_every_row_of_the_table(built):
-    main, table = built
+    main, mean = built
+    table, _ = conditions.table(main, tiny(), ["fog", "game"])  # seed 0's
     assert list(table.index) == list(conditions.ROWS) and list(table.columns) == ["fog", "game"]
     assert np.isfinite(table["fog"]).all()  # every method, SDGPA included, on fog val
     assert np.isnan(table.loc[conditions.SDGPA, "game"])  # the editor knows weather edits only
@@ -56,7 +58,8 @@ def test_each_target_gets_its_own_run_and_every_row_of_the_table(built):
 
 
 def test_the_columns_share_the_clear_source_and_sdgpa_is_measured_on_the_same_images(built):
-    main, table = built
+    main, _ = built
+    table, _ = conditions.table(main, tiny(), ["fog", "game"])
     fog, game = conditions.target_run(main, "fog"), conditions.target_run(main, "game")
     for run_dir in (fog, game):  # linked, not made again: the main run's oracle is the columns' source-only model
         assert run_dir.stage_path("data/real").is_symlink()
@@ -74,8 +77,30 @@ def test_the_columns_share_the_clear_source_and_sdgpa_is_measured_on_the_same_im
 def test_a_second_call_builds_nothing_again(built):
     main, table = built
     fog = conditions.target_run(main, "fog")
-    stages = ["generated/real-filtered", "models/supervised/generated/real-filtered", "models/self_training/data/real"]
-    before = [fog.manifest(s)["finished"] for s in stages]
-    again = conditions.write(main, tiny(), ["fog", "game"])
-    assert [fog.manifest(s)["finished"] for s in stages] == before
+    fog1 = runs.open("main-fog-seed1", main.path.parent)
+    stages = [(fog, "generated/real-filtered"), (fog, "models/supervised/generated/real-filtered"),
+              (fog, "models/self_training/data/real"), (fog1, "models/supervised/generated/real-filtered")]  # fmt: skip
+    before = [run_dir.manifest(s)["finished"] for run_dir, s in stages]
+    again = conditions.write(main, tiny(), ["fog", "game"], seeds=(1,))
+    assert [run_dir.manifest(s)["finished"] for run_dir, s in stages] == before
     assert again.equals(table)
+
+
+def test_other_seeds_train_every_row_again_on_the_same_training_sets(built):
+    main, mean = built
+    seed0, best = conditions.table(main, tiny(), ["fog", "game"])
+    seed1 = conditions.seed_table(main, tiny(), 1, best, ["fog", "game"])  # made by write(): read back here
+    assert np.isfinite(seed1["fog"]).all() and np.isnan(seed1.loc[conditions.SDGPA, "game"])
+    pd.testing.assert_frame_equal(mean, (seed0 + seed1) / 2)
+    fog1 = runs.open("main-fog-seed1", main.path.parent)
+    for train_set in ("generated/real-filtered", "translated/cyclegan_k2-real", "data/real-fog"):  # the same sets, linked
+        assert fog1.stage_path(train_set).resolve() == conditions.target_run(main, "fog").stage_path(train_set).resolve()
+    for model in ("models/supervised/generated/real-filtered", "models/supervised/data/real-fog"):
+        assert fog1.manifest(model)["params"]["settings"]["seed"] == 1
+    # the clear target's seed-1 segmenter is trained once, in the main seed run, and is each column's source only
+    main1 = runs.open("main-seed1", main.path.parent)
+    assert main1.manifest("models/supervised/data/real")["params"]["settings"]["seed"] == 1
+    assert fog1.stage_path("models/supervised/data/real").resolve() == main1.stage_path("models/supervised/data/real").resolve()
+    assert (seed1.loc[paper_tables.SOURCE_ONLY] != seed0.loc[paper_tables.SOURCE_ONLY]).all()
+    std = pd.read_csv(main.path / "tables" / "conditions_miou_std.csv", index_col=0)
+    assert std.loc[paper_tables.ORACLE, "fog"] == pytest.approx(abs(seed0.loc[paper_tables.ORACLE, "fog"] - seed1.loc[paper_tables.ORACLE, "fog"]) / 2**0.5, abs=1e-3)  # CSVs keep 3 decimals
