@@ -88,3 +88,18 @@ def test_the_latent_ceiling_keeps_images_at_their_size_and_loses_detail_only_thr
     noise = rng.integers(0, 256, (2, 32, 64, 3), dtype=np.uint8)
     lost = lambda x: float(np.abs(ceiling._through_size(x, (16, 32)).astype(int) - x).mean())  # noqa: E731
     assert lost(noise) > 2 * lost(smooth)  # what a 16x32 sample cannot hold is fine detail
+
+
+def test_the_resolution_ceiling_shrinks_to_the_generator_size_and_back_keeping_only_what_that_size_holds():
+    ceiling = _benchmark("resolution_ceiling")
+    flat = np.full((2, 64, 128, 3), 90, np.uint8)
+    assert np.array_equal(ceiling.round_trip(flat, (32, 64)), flat)  # nothing to lose
+    checker = ((np.indices((64, 128)).sum(axis=0) % 2) * 255).astype(np.uint8)
+    images = np.stack([np.repeat(checker[..., None], 3, axis=2)] * 2)
+    back = ceiling.round_trip(images, (32, 64))
+    assert back.shape == images.shape and back.dtype == np.uint8
+    assert np.abs(back.astype(int) - 127.5).max() <= 2  # one-pixel detail averages out at half the size
+    blocks = np.kron(np.indices((32, 64)).sum(axis=0) % 2, np.ones((2, 2), int)).astype(np.uint8) * 255
+    images = np.stack([np.repeat(blocks[..., None], 3, axis=2)])
+    # 2x2 blocks are one pixel at 32x64: they come back, blurred, at about half the error of the lost 1 px checker
+    assert np.abs(ceiling.round_trip(images, (32, 64)).astype(int) - images).mean() < 0.6 * 127.5
