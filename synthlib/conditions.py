@@ -10,7 +10,8 @@ pipeline (01's source-only and UDA segmenters, stages 1 and 2 on the condition's
 unlabelled train images, generation, the translation baselines, MCOC, 06) is built
 there by the stage graph, so every row is made by the same code as the main table.
 The clear target's dataset and segmenter are linked from the main run where their
-parameters match (the main run's oracle is each target run's source-only model).
+parameters match (the main run's oracle is each target run's source-only model), and the
+diffusion model pretrained on the clear source from the first column's run.
 
 Rows (``table``): source only, the best UDA method, CycleGAN + semantic guidance,
 ours (generated + MCOC filter + rectification), SDGPA zero-shot (text only: the main
@@ -28,6 +29,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from synthlib import data, graph, minicity, paper_tables, zero_shot
+from synthlib.diffusion.pretrain import STAGE as PRETRAIN
 from synthlib.generation import stage_name as generated_name
 from synthlib.mcoc import filtered_name
 from synthlib.profiles import Profile
@@ -86,6 +88,9 @@ def build(main: RunDir, cfg: Profile, columns: list[str] | None = None) -> dict[
         # is rebuilt in the column's run, the main run's left as it is
         candidates = [*shared, f"data/{wanted[column]}"]
         run_dir.link_from(main, [s for s in candidates if main.manifest(s) is not None])
+        first = next(iter(runs.values()), None)
+        if first is not None and first.manifest(PRETRAIN) is not None:  # pretrained on the clear source: every column's
+            run_dir.link_from(first, [PRETRAIN])
         graph.build(run_dir, target_profile(cfg, wanted[column]), "segmentation")
         runs[column] = run_dir
     return runs

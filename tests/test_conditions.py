@@ -65,6 +65,7 @@ def test_the_columns_share_the_clear_source_and_sdgpa_is_measured_on_the_same_im
         assert run_dir.stage_path("data/real").is_symlink()
         assert run_dir.stage_path("models/supervised/data/real").is_symlink()
     assert game.stage_path("data/game").is_symlink()  # a source look of the main run is the same dataset
+    assert game.stage_path("diffusion/pretrain").resolve() == fog.stage_path("diffusion/pretrain").resolve()  # on real, once
     # the fog run made real-fog with a train split too; its val images are the main run's condition val
     ours, theirs = fog.dataset("data/real-fog", "val"), main.dataset("data/real-fog", "val")
     assert len(fog.dataset("data/real-fog", "train")) == 8 and len(ours) == len(theirs) == 4
