@@ -146,9 +146,12 @@ def seed_table(main: RunDir, cfg: Profile, seed: int, best_uda: dict[str, str], 
     clear, source_model = f"data/{cfg.target}", seg.model_stage("supervised", f"data/{cfg.target}")
     main_seed, seed_cfg = open_run(f"{main.name}-seed{seed}", main.path.parent), dataclasses.replace(cfg, seed=seed)
     conds = [c for c in wanted if c in cfg.conditions]
-    main_seed.link_from(main, [clear, *(s.split(":")[0] for s in data.eval_sets(cfg)), *(zero_shot.set_stage(k, c) for c in conds for k in ("edited", "intermediate"))])
+    evaluated = [s.split(":")[0] for s in data.eval_sets(cfg)]
+    main_seed.link_from(main, [clear, *evaluated, *(zero_shot.set_stage(k, c) for c in conds for k in ("edited", "intermediate"))])
     seg.fit(main_seed, seed_cfg, clear)
-    sdgpa = zero_shot.table(main_seed, seed_cfg, {c: zero_shot.adapt(main_seed, seed_cfg, c)[-1] for c in conds}) if conds else None
+    sdgpa = None
+    if conds:
+        sdgpa = zero_shot.table(main_seed, seed_cfg, {c: zero_shot.adapt(main_seed, seed_cfg, c)[-1] for c in conds})
     guided = max(cfg.i2i_k, default=0)
     out = {}
     for column, target in wanted.items():
