@@ -107,3 +107,10 @@ def test_only_the_first_images_are_edited_when_capped(tmp_path, source_run):
     source = run_dir.dataset("data/real", "train")
     for kind in ("edited", "intermediate"):
         assert run_dir.dataset(f"zero_shot/{kind}/fog", "train").ids == source.ids[:5]
+
+
+def test_the_edit_count_is_the_cap_or_every_image():
+    assert zero_shot.edit_count(profiles.load("default"), 500) == 200  # zs_max_images 200
+    assert zero_shot.edit_count(profiles.load("default"), 120) == 120
+    assert zero_shot.edit_count(profiles.load("paper"), 2975) == 2975  # 0: all
+    assert zero_shot.edit_count(profiles.load("smoke"), profiles.load("smoke").minicity_train) < profiles.load("smoke").minicity_train
