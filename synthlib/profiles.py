@@ -82,7 +82,7 @@ PROFILES: dict[str, Profile] = {
         zs_editor="zoo:editor-tiny",
         zs_patch=(16, 32),
         zs_steps=3,
-        zs_max_images=16,  # fewer than minicity_train, so the smoke notebook checks a capped edit as default runs one
+        zs_max_images=0,
     ),
     # Rare-class sampling: the oracle learns 10 classes with it, 8 without (benchmarks/segmenter_init.py --oracle-only)
     "default": Profile(seg_rcs_temperature=0.01),

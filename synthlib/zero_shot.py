@@ -75,11 +75,6 @@ def edit_settings(cfg: Profile) -> editing.EditSettings:
                                 patch=tuple(cfg.zs_patch) or None, overlap=cfg.zs_overlap)  # fmt: skip
 
 
-def edit_count(cfg: Profile, available: int) -> int:
-    """How many of the ``available`` clear train images are edited per condition: the first ``zs_max_images`` (0 = all)."""
-    return available if cfg.zs_max_images <= 0 else min(cfg.zs_max_images, available)
-
-
 def edited(run_dir: RunDir, cfg: Profile, condition: str) -> Path:
     """Stage ``zero_shot/edited/<condition>``: the source's train images edited by the condition's instruction."""
     instruction = instructions(cfg)[condition]
@@ -95,7 +90,7 @@ def edited(run_dir: RunDir, cfg: Profile, condition: str) -> Path:
         if not ctx.is_main:  # one process edits and writes the set; the others wait for it at the end of the stage
             return
         images = run_dir.dataset(source, SPLIT)
-        n = edit_count(cfg, len(images))
+        n = len(images) if cfg.zs_max_images <= 0 else min(cfg.zs_max_images, len(images))
         editor = editing.load_editor(cfg.zs_editor, processes().device)
         for start in tqdm(range(0, n, _CHUNK), desc=f"edit {source} ({instruction!r})", leave=False):
             done = ctx.checkpoints / f"{start:06d}"

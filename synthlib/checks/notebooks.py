@@ -123,6 +123,16 @@ def filtered_sets(run_dir: RunDir, cfg: Profile, summary: pd.DataFrame | None = 
     return out
 
 
+def edited_sets(run_dir: RunDir, cfg: Profile) -> dict[str, int]:
+    """05_zero_shot: each condition's edited set holds the first ``zs_max_images`` clear train images (0: all), at their size."""
+    from synthlib import zero_shot
+
+    clear = zero_shot.source_set(cfg)
+    available = len(run_dir.dataset(clear, "train"))
+    n = available if cfg.zs_max_images <= 0 else min(cfg.zs_max_images, available)
+    return {c: dataset(run_dir, zero_shot.set_stage("edited", c), n=n, like=clear) for c in cfg.conditions}
+
+
 def translated_sets(run_dir: RunDir, cfg: Profile) -> dict[str, int]:
     """04_translation_baselines: every ``translated/<method>-<source>``: {stage: images}.
 
