@@ -102,8 +102,8 @@ def table(main: RunDir, cfg: Profile, columns: list[str] | None = None) -> tuple
     Reads what ``build`` made; ``ConditionsError`` names a column whose run lacks it.
     """
     wanted = _columns(cfg, columns)
-    guided = max(cfg.i2i_k, default=0)
-    guided_row = f"{i2i_name(cyclegan_method(guided))} (trained on translated)" if guided else None
+    guided = _guided(cfg)
+    guided_row = f"{i2i_name(guided)} (trained on translated)" if guided else None
     uda_rows = [seg.LABELS[m] for m in cfg.uda_methods]
     sdgpa = _sdgpa(main, cfg, [c for c in wanted if c in cfg.conditions])
     out, best_uda = {}, {}
@@ -152,7 +152,7 @@ def seed_table(main: RunDir, cfg: Profile, seed: int, best_uda: dict[str, str], 
     sdgpa = None
     if conds:
         sdgpa = zero_shot.table(main_seed, seed_cfg, {c: zero_shot.adapt(main_seed, seed_cfg, c)[-1] for c in conds})
-    guided = max(cfg.i2i_k, default=0)
+    guided = _guided(cfg)
     out = {}
     for column, target in wanted.items():
         base = target_run(main, column)
@@ -162,7 +162,7 @@ def seed_table(main: RunDir, cfg: Profile, seed: int, best_uda: dict[str, str], 
         if best_uda.get(column):
             jobs[BEST_UDA] = (clear, _uda_method(best_uda[column]), f"data/{target}")
         if guided:
-            jobs["CycleGAN + guidance"] = (f"translated/{cyclegan_method(guided)}-{cfg.target}", "supervised", None)
+            jobs["CycleGAN + guidance"] = (f"translated/{guided}-{cfg.target}", "supervised", None)
         run_dir.link_from(base, sorted({clear, f"data/{target}", *(train for train, _, _ in jobs.values())}))
         run_dir.link_from(main_seed, [source_model])
         seg.fit_many(run_dir, tcfg, list(jobs.values()))
@@ -182,14 +182,14 @@ def figure(
     from synthlib.viz import image_grid
 
     wanted = _columns(cfg, columns)
-    guided = max(cfg.i2i_k, default=0)
+    guided = _guided(cfg)
     source = main.dataset(f"data/{cfg.target}", "train")[index].image
     rows = []
     for column, target in wanted.items():
         run_dir = target_run(main, column)
         ours = generated_name(f"data/{cfg.target}")
         panels = [source, _image(run_dir, ours, _generated_index(run_dir, ours, index))]
-        panels.append(_image(run_dir, f"translated/{cyclegan_method(guided)}-{cfg.target}", index) if guided else None)
+        panels.append(_image(run_dir, f"translated/{guided}-{cfg.target}", index) if guided else None)
         edited = zero_shot.set_stage("edited", column)
         panels.append(_image(main, edited, index) if column in cfg.conditions else None)
         panels.append(run_dir.dataset(f"data/{target}", "val")[0].image)
@@ -227,6 +227,12 @@ def write(main: RunDir, cfg: Profile, columns: list[str] | None = None, seeds: t
     report.write_figure(fig, main, "conditions_samples", cfg=cfg)
     plt.close(fig)
     return mean
+
+
+def _guided(cfg: Profile) -> str | None:
+    """The CycleGAN + guidance method the table reports (largest K of ``i2i_k``); None without one."""
+    k = max(cfg.i2i_k, default=0)
+    return cyclegan_method(k) if k else None
 
 
 def _columns(cfg: Profile, columns: list[str] | None) -> dict[str, str]:

@@ -129,6 +129,7 @@ def edited_sets(run_dir: RunDir, cfg: Profile) -> dict[str, int]:
 
     clear = zero_shot.source_set(cfg)
     available = len(run_dir.dataset(clear, "train"))
+    # as zero_shot.edited counts them; not a call into it, since a change to zero_shot.py re-keys its stages
     n = available if cfg.zs_max_images <= 0 else min(cfg.zs_max_images, available)
     return {c: dataset(run_dir, zero_shot.set_stage("edited", c), n=n, like=clear) for c in cfg.conditions}
 
