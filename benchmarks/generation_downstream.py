@@ -2,13 +2,18 @@
 
     python benchmarks/generation_downstream.py --run default --set '{"gen_guidance": 1.0, "gen_conditioning_scale": 1.0}'
     python benchmarks/generation_downstream.py --run default --set '{"gen_per_map": 2}'
+    python benchmarks/generation_downstream.py --run default --set '{}' --labels truth   # perfect maps
 
 05 chooses generation settings by MCOC on held-out maps; this checks a choice where
 it matters, on the downstream segmenter. The run ``<run>-gen-<hash of the overrides>``
 links the source run's datasets, diffusion model, judge and pseudo-labels (nothing of
 the source run is written), generates every source's set with the overrides (04),
 filters and rectifies it (05), trains and evaluates 06's segmenter on both (06's
-stages, cached), and prints mIoU on target val beside the source run's own sets. The
+stages, cached), and prints mIoU on target val beside the source run's own sets.
+``--labels truth`` is the perfect-maps ablation: stages 1 and 2 are trained again in
+the linked run on the target's ground-truth labels in place of its pseudo-labels
+(which the framework never does: it has no target labels), so the rows say how much
+of the gap to the oracle the pseudo-labels' errors explain. The
 rows are added to ``<run>/tables/generation_downstream.{csv,md}`` (rows of earlier calls stay).
 """
 
@@ -18,9 +23,12 @@ import argparse
 import hashlib
 import json
 
+import numpy as np
 import pandas as pd
+from PIL import Image
 
 from synthlib import data, diffusion, generation, mcoc, profiles, report, runs, segmentation
+from synthlib.datasets import write_cityscapes
 from synthlib.diffusion.common import judge_stage as diffusion_judge
 from synthlib.segmenters import fit
 
@@ -30,15 +38,28 @@ def main() -> None:
     ap.add_argument("--run", default="default", help="a run with stages 00-03 done")
     ap.add_argument("--profile", default=None)
     ap.add_argument("--set", required=True, help="JSON profile overrides, e.g. '{\"gen_guidance\": 1.0}'")
+    ap.add_argument("--labels", choices=("pseudo", "truth"), default="pseudo",
+                    help="what stages 1-2 are conditioned on: the run's pseudo-labels, or the target's ground truth (ablation)")
     args = ap.parse_args()
     overrides = json.loads(args.set)
     cfg = profiles.load(args.profile, **overrides)
     source = runs.open(args.run)
-    key = hashlib.sha256(json.dumps(overrides, sort_keys=True).encode()).hexdigest()[:8]
+    described = json.dumps(overrides, sort_keys=True) + (" labels=truth" if args.labels == "truth" else "")
+    key = hashlib.sha256(described.encode()).hexdigest()[:8]
     other = [k for k in overrides if not k.startswith(("gen_", "mcoc_"))]
     if other:  # anything else would retrain linked stages instead of reusing the source run's
         raise SystemExit(f"--set {', '.join(other)}: only generation (gen_*) and MCOC (mcoc_*) fields can change here")
-    run_dir = _linked_run(source, f"{args.run}-gen-{key}", cfg)
+    run_dir = runs.open(f"{args.run}-gen-{key}", source.path.parent)
+    if args.labels == "truth":  # made before the links, so the run's pseudo-labels are not linked in its place
+        _truth_as_pseudo_labels(source, run_dir, cfg)
+    _linked_run(source, run_dir.name, cfg)
+    if args.labels == "truth":  # linked stages 1 and 2 read other labels now: made again here, not in the source run
+        diffusion.pretrain.pretrain(run_dir, cfg)
+        diffusion.train_stage1(run_dir, cfg)
+        diffusion.train_stage2(run_dir, cfg)
+        info = run_dir.manifest(diffusion.stage2.STAGE)["info"]
+        print(f"stage-2 faithfulness on ground-truth maps: {info['faithfulness']['mIoU']:.1f} "
+              f"(real target images: {info['faithfulness_reference']['mIoU']:.1f})", flush=True)
     sets = segmentation.eval_sets(cfg)
     rows = {}
     for src in generation.sources(cfg):
@@ -51,7 +72,7 @@ def main() -> None:
             ours = fit.evaluate(run_dir, cfg, model, sets).loc[sets[0], "mIoU"]
             base = source.stage_path(f"eval/{model}") / "iou.csv"
             before = pd.read_csv(base, index_col=0).loc[sets[0], "mIoU"] if base.is_file() else float("nan")
-            rows[(json.dumps(overrides, sort_keys=True), src, label)] = {"mIoU with overrides": ours, f"mIoU in run {args.run!r}": before}
+            rows[(described, src, label)] = {"mIoU with overrides": ours, f"mIoU in run {args.run!r}": before}
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis(["overrides", "source", "training set"])
     print(f"mIoU (%) on {cfg.target} val")
     print(table.round(1).to_string())
@@ -61,6 +82,25 @@ def main() -> None:
         table = pd.concat([old.drop(index=[k for k in table.index if k in old.index]), table])
     report.write_table(table, source, profiles.load(args.profile), "generation_downstream",
                        f"Downstream mIoU (%) on {cfg.target} val of generated sets made with other generation / MCOC settings")
+
+
+def _truth_as_pseudo_labels(source: runs.RunDir, run_dir: runs.RunDir, cfg) -> None:
+    """Stage ``pseudo_labels`` of ``run_dir`` holding the target's ground-truth labels (confidence 1 everywhere)."""
+    target = f"data/{cfg.target}"
+    run_dir.link_from(source, [target])
+
+    def build(ctx):
+        for split in ("train", "val"):
+            labelled = run_dir.dataset(target, split)
+            write_cityscapes(labelled, ctx.out, split)
+            folder = ctx.out / "confidence" / split
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(len(labelled)):
+                sample = labelled[i]
+                Image.fromarray(np.full(sample.label.shape, 255, np.uint8)).save(folder / f"{sample.id}_confidence.png")
+            ctx.info[split] = {"images": len(labelled), "labeller": "ground truth"}
+
+    run_dir.stage("pseudo_labels", {"labeller": "ground truth (ablation)"}, build, inputs=[target])
 
 
 def _linked_run(source: runs.RunDir, name: str, cfg) -> runs.RunDir:

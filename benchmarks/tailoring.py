@@ -3,6 +3,8 @@
     python benchmarks/tailoring.py --run default                          # seed 0, every source
     python benchmarks/tailoring.py --run default --seeds 0,1,2            # three seeds
     python benchmarks/tailoring.py --run default --sets data/flat generated/flat
+    python benchmarks/tailoring.py --run default --seeds 0,1,2 --table tailoring_ours \
+        --sets generated/flat-filtered generated/game-filtered       # ours: the filtered generated sets
 
 Trains stage 06's segmenter on each training set (default: every source of the profile;
 a generated or filtered set of the run by its stage name) under six variants: nothing
@@ -11,7 +13,7 @@ at 1 px), and all three. Each
 variant and seed is a run ``<run>-tailor-<variant>-seed<k>`` that links the run's
 datasets (nothing of the run is rewritten); camera matching reuses the untailored
 segmenter of the run with the same sampling to read the target's horizon. Models are
-evaluated on the target val. Writes the table ``tailoring`` into the run's tables:
+evaluated on the target val. Writes the table ``tailoring`` (or ``--table``) into the run's tables:
 mIoU per seed, mean and std, and the change from the untailored variant; and the table
 ``tailoring_camera``: the horizons camera matching measured, beside the target's labels'.
 """
@@ -44,6 +46,7 @@ def main() -> None:
     ap.add_argument("--seeds", default="0", help="comma-separated training seeds")
     ap.add_argument("--sets", nargs="+", default=None, help="training set stages; default: data/<each source>")
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    ap.add_argument("--table", default="tailoring", help="table name; its camera table is <table>_camera")
     args = ap.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
     cfg = profiles.load(args.profile)
@@ -74,11 +77,11 @@ def main() -> None:
     print(f"mIoU (%) on {cfg.target} val")
     print(table.round(2).to_string())
     title = f"Dataset tailoring ablated: mIoU (%) on {cfg.target} val (benchmarks/tailoring.py)"
-    report.write_table(table, source_run, cfg, "tailoring", title, digits=2)
+    report.write_table(table, source_run, cfg, args.table, title, digits=2)
     if camera is not None:
         print(camera.round(4).to_string())
         title = "Camera matching: horizons as shares of the height (target labels: a check, never used to tailor)"
-        report.write_table(camera, source_run, cfg, "tailoring_camera", title, digits=4)
+        report.write_table(camera, source_run, cfg, f"{args.table}_camera", title, digits=4)
 
 
 def camera_table(source_run: runs.RunDir, cfg, sets: list[str], seeds: list[int], run: str) -> pd.DataFrame:
