@@ -103,3 +103,21 @@ def test_the_resolution_ceiling_shrinks_to_the_generator_size_and_back_keeping_o
     images = np.stack([np.repeat(blocks[..., None], 3, axis=2)])
     # 2x2 blocks are one pixel at 32x64: they come back, blurred, at about half the error of the lost 1 px checker
     assert np.abs(ceiling.round_trip(images, (32, 64)).astype(int) - images).mean() < 0.6 * 127.5
+
+
+def test_zero_shot_ablation_compares_each_variant_with_source_only_and_full_sdgpa_per_condition():
+    ablation = _benchmark("zero_shot_ablation")
+    results = pd.Series({("fog", "whole images", 0): 14.0, ("fog", "whole images", 1): 16.0,
+                         ("fog", "SDGPA", 0): 12.0, ("fog", "SDGPA", 1): 13.0,
+                         ("fog", "source only", 0): 11.0, ("fog", "source only", 1): 11.0,
+                         ("night", "SDGPA", 0): 9.0, ("night", "SDGPA", 1): 9.0,
+                         ("night", "source only", 0): 10.0, ("night", "source only", 1): 12.0})  # fmt: skip
+    table = ablation.summarise(results)
+    assert list(table.index) == [("fog", "source only"), ("fog", "SDGPA"), ("fog", "whole images"),
+                                 ("night", "source only"), ("night", "SDGPA")]  # fmt: skip
+    assert table.loc[("fog", "whole images"), "mean"] == pytest.approx(15.0)
+    assert table.loc[("fog", "whole images"), "- source only"] == pytest.approx(4.0)
+    assert table.loc[("fog", "whole images"), "- SDGPA"] == pytest.approx(2.5)
+    assert table.loc[("night", "SDGPA"), "- source only"] == pytest.approx(-2.0)
+    assert table.loc[("night", "source only"), "std"] == pytest.approx(2**0.5)
+    assert table.loc[("fog", "SDGPA"), "- SDGPA"] == pytest.approx(0.0)
