@@ -95,5 +95,5 @@ def test_segmenters_train_in_worker_processes_as_they_would_here(tmp_path, monke
         assert there.manifest(stage)["params"] == here.manifest(stage)["params"]
 
     # current stages start no process
-    monkeypatch.setattr(seg_fit, "ProcessPoolExecutor", lambda *a, **k: pytest.fail("started processes for current stages"))
+    monkeypatch.setattr(seg_fit, "run_all", lambda *a, **k: pytest.fail("started processes for current stages"))
     assert pseudo_labels.train_baselines(there, profiles.load("smoke", **base, seg_workers=2)) == side_by_side

@@ -9,16 +9,13 @@ Both are cached like every stage, so tables can be re-read without retraining.
 from __future__ import annotations
 
 import json
-import multiprocessing
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from synthlib.datasets import Dataset, Sample
 from synthlib.fingerprints import weights_fingerprint
@@ -30,6 +27,7 @@ from synthlib.segmenters.infer import batch_of
 from synthlib.segmenters.infer import evaluate as evaluate_model
 from synthlib.segmenters.model import ARCHITECTURES, build, load, save, to_accelerator
 from synthlib.segmenters.train import TrainSettings, recorded, train
+from synthlib.segmenters.workers import run_all
 
 #: Training methods: switches of TrainSettings. "supervised" is source-only (or the oracle on target labels).
 METHODS: dict[str, dict[str, bool]] = {
@@ -100,22 +98,14 @@ def fit_many(run_dir: RunDir, cfg: Profile, jobs: Sequence[tuple[str, str, str |
     workers = min(cfg.seg_workers, len(todo))
     if workers > 1 and not torch.cuda.is_available() and processes().num_processes == 1:
         threads = max(1, torch.get_num_threads() // workers)
-        # spawn, not fork: a forked child inherits torch's thread pools in an undefined state
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_set_threads, initargs=(threads,)) as pool:
-            futures = [pool.submit(_fit_elsewhere, run_dir.name, str(run_dir.path.parent), cfg, *job) for job in todo]
-            for future in tqdm(as_completed(futures), total=len(futures), desc=f"segmenters ({workers} processes)"):
-                future.result()  # a failure in a worker is raised here
+        where = (run_dir.name, str(run_dir.path.parent), cfg)
+        run_all(_fit_elsewhere, [(*where, *job) for job in todo], workers, threads, desc=f"segmenters ({workers} processes)")
     return [fit(run_dir, cfg, *job) for job in jobs]  # current now: each call only finds its stage
 
 
 def _current(run_dir: RunDir, cfg: Profile, job: tuple[str, str, str | None]) -> bool:
     name, params, _, inputs = _fit_stage(run_dir, cfg, *job)
     return run_dir.is_current(name, params, inputs)
-
-
-def _set_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
 
 
 def _fit_elsewhere(run: str, runs_dir: str, cfg: Profile, train_set: str, method: str, target: str | None) -> str:
