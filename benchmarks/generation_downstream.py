@@ -3,6 +3,8 @@
     python benchmarks/generation_downstream.py --run default --set '{"gen_guidance": 1.0, "gen_conditioning_scale": 1.0}'
     python benchmarks/generation_downstream.py --run default --set '{"gen_per_map": 2}'
     python benchmarks/generation_downstream.py --run default --set '{}' --labels truth   # perfect maps
+    python benchmarks/generation_downstream.py --run default \
+        --set '{"pseudo_labeller": "runs/default/models/supervised/translated/colour-flat/model", "mcoc_judge": "self_training"}'
 
 05 chooses generation settings by MCOC on held-out maps; this checks a choice where
 it matters, on the downstream segmenter. The run ``<run>-gen-<hash of the overrides>``
@@ -10,6 +12,9 @@ links the source run's datasets, diffusion model, judge and pseudo-labels (nothi
 the source run is written), generates every source's set with the overrides (04),
 filters and rectifies it (05), trains and evaluates 06's segmenter on both (06's
 stages, cached), and prints mIoU on target val beside the source run's own sets.
+``pseudo_labeller`` (another method, or a segmenter folder such as a translation
+baseline's model) makes the run's pseudo-labels again and trains stages 1 and 2 on them;
+the MCOC judge stays the source run's unless ``mcoc_judge`` says otherwise.
 ``--labels truth`` is the perfect-maps ablation: stages 1 and 2 are trained again in
 the linked run on the target's ground-truth labels in place of its pseudo-labels
 (which the framework never does: it has no target labels), so the rows say how much
@@ -27,10 +32,13 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from synthlib import data, diffusion, generation, mcoc, profiles, report, runs, segmentation
+from synthlib import data, diffusion, generation, mcoc, profiles, pseudo_labels, report, runs, segmentation
 from synthlib.datasets import write_cityscapes
 from synthlib.diffusion.common import judge_stage as diffusion_judge
 from synthlib.segmenters import fit
+
+#: Fields that change the pseudo-labels: stages 1 and 2 are trained again on them in the linked run.
+RELABEL_FIELDS = ("pseudo_labeller", "pseudo_threshold")
 
 
 def main() -> None:
@@ -46,19 +54,25 @@ def main() -> None:
     source = runs.open(args.run)
     described = json.dumps(overrides, sort_keys=True) + (" labels=truth" if args.labels == "truth" else "")
     key = hashlib.sha256(described.encode()).hexdigest()[:8]
-    other = [k for k in overrides if not k.startswith(("gen_", "mcoc_"))]
+    other = [k for k in overrides if not k.startswith(("gen_", "mcoc_")) and k not in RELABEL_FIELDS]
     if other:  # anything else would retrain linked stages instead of reusing the source run's
-        raise SystemExit(f"--set {', '.join(other)}: only generation (gen_*) and MCOC (mcoc_*) fields can change here")
+        raise SystemExit(f"--set {', '.join(other)}: only generation (gen_*), MCOC (mcoc_*) and pseudo-label "
+                         f"({', '.join(RELABEL_FIELDS)}) fields can change here")
+    relabel = args.labels == "truth" or any(k in overrides for k in RELABEL_FIELDS)
     run_dir = runs.open(f"{args.run}-gen-{key}", source.path.parent)
-    if args.labels == "truth":  # made before the links, so the run's pseudo-labels are not linked in its place
+    # made before the links, so the run's pseudo-labels are not linked in their place
+    if args.labels == "truth":
         _truth_as_pseudo_labels(source, run_dir, cfg)
+    elif relabel:
+        run_dir.link_from(source, [f"data/{cfg.target}"] + ([pseudo_labels.labeller_stage(cfg)] if pseudo_labels.labeller_stage(cfg) else []))
+        pseudo_labels.make(run_dir, cfg)
     _linked_run(source, run_dir.name, cfg)
-    if args.labels == "truth":  # linked stages 1 and 2 read other labels now: made again here, not in the source run
+    if relabel:  # linked stages 1 and 2 read other labels now: made again here, not in the source run
         diffusion.pretrain.pretrain(run_dir, cfg)
         diffusion.train_stage1(run_dir, cfg)
         diffusion.train_stage2(run_dir, cfg)
         info = run_dir.manifest(diffusion.stage2.STAGE)["info"]
-        print(f"stage-2 faithfulness on ground-truth maps: {info['faithfulness']['mIoU']:.1f} "
+        print(f"stage-2 faithfulness on the new maps: {info['faithfulness']['mIoU']:.1f} "
               f"(real target images: {info['faithfulness_reference']['mIoU']:.1f})", flush=True)
     sets = segmentation.eval_sets(cfg)
     rows = {}
