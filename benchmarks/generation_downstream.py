@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -86,7 +87,7 @@ def main() -> None:
             ours = fit.evaluate(run_dir, cfg, model, sets).loc[sets[0], "mIoU"]
             base = source.stage_path(f"eval/{model}") / "iou.csv"
             before = pd.read_csv(base, index_col=0).loc[sets[0], "mIoU"] if base.is_file() else float("nan")
-            rows[(described, src, label)] = {"mIoU with overrides": ours, f"mIoU in run {args.run!r}": before}
+            rows[(_shown(described, source), src, label)] = {"mIoU with overrides": ours, f"mIoU in run {args.run!r}": before}
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis(["overrides", "source", "training set"])
     print(f"mIoU (%) on {cfg.target} val")
     print(table.round(1).to_string())
@@ -96,6 +97,11 @@ def main() -> None:
         table = pd.concat([old.drop(index=[k for k in table.index if k in old.index]), table])
     report.write_table(table, source, profiles.load(args.profile), "generation_downstream",
                        f"Downstream mIoU (%) on {cfg.target} val of generated sets made with other generation / MCOC settings")
+
+
+def _shown(described: str, source: runs.RunDir) -> str:
+    """The overrides as the table shows them: a folder inside the runs directory as ``<run>/...``, so no machine's path is kept."""
+    return described.replace(str(source.path.parent.resolve()) + os.sep, "").replace(str(source.path.parent) + os.sep, "")
 
 
 def _truth_as_pseudo_labels(source: runs.RunDir, run_dir: runs.RunDir, cfg) -> None:

@@ -121,3 +121,16 @@ def test_zero_shot_ablation_compares_each_variant_with_source_only_and_full_sdgp
     assert table.loc[("night", "SDGPA"), "- source only"] == pytest.approx(-2.0)
     assert table.loc[("night", "source only"), "std"] == pytest.approx(2**0.5)
     assert table.loc[("fog", "SDGPA"), "- SDGPA"] == pytest.approx(0.0)
+
+
+def test_generation_downstream_names_a_labeller_inside_the_runs_directory_without_the_machines_path(tmp_path):
+    import json
+
+    from synthlib import runs
+
+    downstream = _benchmark("generation_downstream")
+    source = runs.open("dc", tmp_path)
+    described = json.dumps({"mcoc_judge": "self_training", "pseudo_labeller": str(tmp_path / "dc" / "models" / "m" / "model")})
+    shown = downstream._shown(described, source)
+    assert shown == json.dumps({"mcoc_judge": "self_training", "pseudo_labeller": "dc/models/m/model"})
+    assert str(tmp_path) not in shown
