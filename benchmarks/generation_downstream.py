@@ -65,7 +65,8 @@ def main() -> None:
     if args.labels == "truth":
         _truth_as_pseudo_labels(source, run_dir, cfg)
     elif relabel:
-        run_dir.link_from(source, [f"data/{cfg.target}"] + ([pseudo_labels.labeller_stage(cfg)] if pseudo_labels.labeller_stage(cfg) else []))
+        labeller = pseudo_labels.labeller_stage(cfg)
+        run_dir.link_from(source, [f"data/{cfg.target}"] + ([labeller] if labeller else []))
         pseudo_labels.make(run_dir, cfg)
     _linked_run(source, run_dir.name, cfg)
     if relabel:  # linked stages 1 and 2 read other labels now: made again here, not in the source run

@@ -63,9 +63,10 @@ def main() -> None:
             for condition, model in adapted.items():
                 table = fit.evaluate(run_dir, vcfg, model, [vals[condition]])
                 results[(condition, variant, seed)] = table.loc[vals[condition], "mIoU"]
-            before = fit.evaluate(run_dir, vcfg, source_model, list(vals.values()))["mIoU"]
-            for condition, val in vals.items():
-                results[(condition, SOURCE_ONLY, seed)] = before[val]
+            if variant == args.variants[0]:  # the linked source model is the same in every variant's run
+                before = fit.evaluate(run_dir, vcfg, source_model, list(vals.values()))["mIoU"]
+                for condition, val in vals.items():
+                    results[(condition, SOURCE_ONLY, seed)] = before[val]
     table = summarise(pd.Series(results))
     pd.set_option("display.width", 200)
     print("mIoU (%) on each condition's val")
