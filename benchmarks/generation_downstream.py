@@ -3,6 +3,7 @@
     python benchmarks/generation_downstream.py --run default --set '{"gen_guidance": 1.0, "gen_conditioning_scale": 1.0}'
     python benchmarks/generation_downstream.py --run default --set '{"gen_per_map": 2}'
     python benchmarks/generation_downstream.py --run default --set '{}' --labels truth   # perfect maps
+    python benchmarks/generation_downstream.py --run default --set '{"pseudo_labeller": "colour"}'
     python benchmarks/generation_downstream.py --run default \
         --set '{"pseudo_labeller": "runs/default/models/supervised/translated/colour-flat/model", "mcoc_judge": "self_training"}'
 
@@ -12,9 +13,10 @@ links the source run's datasets, diffusion model, judge and pseudo-labels (nothi
 the source run is written), generates every source's set with the overrides (04),
 filters and rectifies it (05), trains and evaluates 06's segmenter on both (06's
 stages, cached), and prints mIoU on target val beside the source run's own sets.
-``pseudo_labeller`` (another method, or a segmenter folder such as a translation
-baseline's model) makes the run's pseudo-labels again and trains stages 1 and 2 on them;
-the MCOC judge stays the source run's unless ``mcoc_judge`` says otherwise.
+``pseudo_labeller`` (another method, ``colour``, or a segmenter folder such as a
+translation baseline's model) makes the run's pseudo-labels again and trains stages 1
+and 2 on them; the MCOC judge is the profile's (by default the pseudo-labeller) unless
+``mcoc_judge`` says otherwise.
 ``--labels truth`` is the perfect-maps ablation: stages 1 and 2 are trained again in
 the linked run on the target's ground-truth labels in place of its pseudo-labels
 (which the framework never does: it has no target labels), so the rows say how much
@@ -66,7 +68,8 @@ def main() -> None:
         _truth_as_pseudo_labels(source, run_dir, cfg)
     elif relabel:
         labeller = pseudo_labels.labeller_stage(cfg)
-        run_dir.link_from(source, [f"data/{cfg.target}"] + ([labeller] if labeller else []))
+        trained = [labeller] if labeller and source.manifest(labeller) is not None else []  # else trained here
+        run_dir.link_from(source, [f"data/{name}" for name in (cfg.target, *cfg.sources)] + trained)
         pseudo_labels.make(run_dir, cfg)
     _linked_run(source, run_dir.name, cfg)
     if relabel:  # linked stages 1 and 2 read other labels now: made again here, not in the source run
@@ -136,7 +139,8 @@ def _linked_run(source: runs.RunDir, name: str, cfg) -> runs.RunDir:
                                                               diffusion.stage2.STAGE, "pseudo_labels"]
     # the MCOC judge, and the oracle that scored stages 1 and 2 (part of their parameters)
     wanted += [s for s in (mcoc.judge_stage(cfg), diffusion_judge(cfg)) if s]
-    run_dir.link_from(source, wanted, hint=": run notebooks 00-03 on it first")
+    # stages made here already (a new pseudo-labeller, which is the judge too by default) are not linked
+    run_dir.link_from(source, [s for s in wanted if run_dir.manifest(s) is None], hint=": run notebooks 00-03 on it first")
     unfiltered = [generation.stage_name(src) for src in generation.sources(cfg)]
     models = [fit.model_stage("supervised", s) for s in unfiltered]
     run_dir.link_from(source, [s for s in unfiltered + models + [f"eval/{m}" for m in models] if source.manifest(s) is not None])

@@ -24,8 +24,10 @@ def judge_stage(cfg: Profile) -> str | None:
     """The model stage of the judge (None for a folder / hub id); the oracle is refused.
 
     A method name (``self_training``, ``advent``, ...) is that method's model on
-    ``uda_source`` from stage 01; a ``models/...`` name is that stage.
+    ``uda_source`` from stage 01, ``colour`` stage 01's model on the recoloured
+    sources; a ``models/...`` name is that stage.
     """
+    from synthlib import pseudo_labels
     from synthlib.segmenters import fit as seg
 
     name = judge_name(cfg)
@@ -36,8 +38,8 @@ def judge_stage(cfg: Profile) -> str | None:
             f"judge with the pseudo-labeller (mcoc_judge='') or another segmenter trained without target labels "
             f"({', '.join(m for m in seg.METHODS if m != 'supervised')}, or a source-only model stage)"
         )
-    if name in seg.METHODS:
-        return seg.model_stage(name, f"data/{cfg.uda_source}")
+    if name in seg.METHODS or name == pseudo_labels.COLOUR:
+        return pseudo_labels.labeller_stage(cfg, name)
     if name.startswith("models/"):
         return name
     return None
@@ -45,21 +47,19 @@ def judge_stage(cfg: Profile) -> str | None:
 
 def train_judge(run_dir: RunDir, cfg: Profile) -> str | None:
     """Step 'judge': train the judge (stage 01's segmenter code, cached) when it is a method; its model stage."""
-    from synthlib.segmenters import fit as seg
+    from synthlib import pseudo_labels
 
-    if judge_stage(cfg) is not None and judge_name(cfg) in seg.METHODS:
-        seg.fit(run_dir, cfg, f"data/{cfg.uda_source}", judge_name(cfg), target=f"data/{cfg.target}")
+    if judge_stage(cfg) is not None and not judge_name(cfg).startswith("models/"):
+        pseudo_labels.train_labeller(run_dir, cfg, judge_name(cfg))
     return required_judge(run_dir, cfg)
 
 
 def required_judge(run_dir: RunDir, cfg: Profile) -> str | None:
     """The judge's model stage, which must be made (``train_judge``); None for a folder or hub id."""
-    from synthlib.segmenters import fit as seg
-
     stage = judge_stage(cfg)
     name = judge_name(cfg)
     if stage is not None and run_dir.manifest(stage) is None:
-        if name not in seg.METHODS:
+        if name.startswith("models/"):
             raise MCOCError(f"mcoc_judge {name!r}: run {run_dir.name!r} has no completed stage {stage!r}")
         run_dir.require(stage, "step 'judge' (mcoc.train_judge, notebook 05_mcoc_filtering)")
     return stage

@@ -3,8 +3,10 @@
 Input: source datasets with labels, target images. Trains the UDA baselines
 (source only, ADVENT, ROAD-Net, self-training) and measures each on target
 val and by the quality of the pseudo-labels it would produce on target train
-(where target labels exist: minicity, Cityscapes). Then the chosen labeller
-writes stage ``pseudo_labels``: target images with predicted trainIds
+(where target labels exist: minicity, Cityscapes). Labeller ``colour`` is
+source only trained on stage ``recoloured``: every source's train images, each
+given a target image's Lab colour statistics (``synthlib.colour``). Then the
+chosen labeller writes stage ``pseudo_labels``: target images with predicted trainIds
 (pixels under the confidence threshold set to 255) in the Cityscapes layout,
 plus ``confidence/<split>/<id>_confidence.png`` (max softmax x 255).
 The target labels are used for measurement only, never for training.
@@ -19,6 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
+from synthlib.colour import colour_transfer
 from synthlib.datasets import Dataset, Sample, write_cityscapes
 from synthlib.fingerprints import weights_fingerprint
 from synthlib.labels import IGNORE, colorize
@@ -32,6 +35,10 @@ from synthlib.segmenters.model import load, to_accelerator
 from synthlib.viz import image_grid
 
 STAGE = "pseudo_labels"
+#: The labeller trained on the recoloured sources, and the dataset stage it trains on.
+COLOUR, RECOLOURED = "colour", "recoloured"
+#: Its row in the quality table.
+COLOUR_LABEL = "source only, Lab-recoloured"
 
 
 def train_baselines(run_dir: RunDir, cfg: Profile) -> dict[str, str]:
@@ -42,6 +49,9 @@ def train_baselines(run_dir: RunDir, cfg: Profile) -> dict[str, str]:
     target = f"data/{cfg.target}"
     jobs = {f"source only ({source})": (f"data/{source}", "supervised", None) for source in cfg.sources}
     jobs |= {f"{seg.LABELS[m]} ({cfg.uda_source})": (f"data/{cfg.uda_source}", m, target) for m in cfg.uda_methods}
+    if cfg.pseudo_labeller == COLOUR:
+        recolour(run_dir, cfg)
+        jobs[f"{COLOUR_LABEL} ({'+'.join(cfg.sources)})"] = (RECOLOURED, "supervised", None)
     jobs[f"oracle ({cfg.target})"] = (target, "supervised", None)
     seg.fit_many(run_dir, cfg, list(jobs.values()))  # seg_workers at a time
     return {name: seg.model_stage(method, train_set) for name, (train_set, method, _) in jobs.items()}
@@ -62,11 +72,51 @@ def quality(run_dir: RunDir, cfg: Profile, models: dict[str, str]) -> pd.DataFra
 
 
 def labeller_stage(cfg: Profile, labeller: str | None = None) -> str | None:
-    """The model stage of a method name, or None when the labeller is an external folder / hub id."""
+    """The model stage of a method name or ``colour``, or None when the labeller is an external folder / hub id."""
     labeller = labeller or cfg.pseudo_labeller
+    if labeller == COLOUR:
+        return seg.model_stage("supervised", RECOLOURED)
     if labeller in seg.METHODS:
         return seg.model_stage(labeller, f"data/{cfg.uda_source}")
     return None
+
+
+def train_labeller(run_dir: RunDir, cfg: Profile, labeller: str | None = None) -> str | None:
+    """Train (or reuse) the model stage of a method name or ``colour``; None for a folder / hub id."""
+    labeller = labeller or cfg.pseudo_labeller
+    if labeller == COLOUR:
+        recolour(run_dir, cfg)
+        seg.fit(run_dir, cfg, RECOLOURED, "supervised")
+    elif labeller in seg.METHODS:
+        seg.fit(run_dir, cfg, f"data/{cfg.uda_source}", labeller, target=f"data/{cfg.target}")
+    return labeller_stage(cfg, labeller)
+
+
+def recolour(run_dir: RunDir, cfg: Profile) -> Path:
+    """Stage ``recoloured``: every source's train images, each with the Lab colour statistics of a target train image.
+
+    The reference is drawn from the target's train images by the seed, the source
+    and the index, so a re-run writes the same images; labels stay, ids get the
+    source's name in front (two sources may share ids). Source only trained on it is
+    labeller ``colour``: on minicity a better pseudo-labeller than the UDA methods
+    (benchmarks/generation_downstream.py).
+    """
+    target = f"data/{cfg.target}"
+    sources = [f"data/{source}" for source in cfg.sources]
+    params = {"sources": list(cfg.sources), "target": cfg.target, "seed": cfg.seed}
+
+    def build(ctx):
+        if not ctx.is_main:  # one process writes the set; the others wait for it at the end of the stage
+            return
+        images = Recoloured(
+            {s.removeprefix("data/"): run_dir.dataset(s, "train") for s in sources},
+            run_dir.dataset(target, "train"),
+            cfg.seed,
+        )
+        write_cityscapes(images, ctx.out, "train")
+        ctx.info["train_images"] = len(images)
+
+    return run_dir.stage(RECOLOURED, params, build, inputs=[*sources, target])
 
 
 def make(run_dir: RunDir, cfg: Profile, labeller: str | None = None, threshold: float | None = None) -> Path:
@@ -75,10 +125,8 @@ def make(run_dir: RunDir, cfg: Profile, labeller: str | None = None, threshold: 
     threshold = cfg.pseudo_threshold if threshold is None else threshold
     if not 0.0 <= threshold <= 1.0:
         raise ValueError(f"pseudo-label threshold {threshold} must lie in [0, 1]")
-    stage = labeller_stage(cfg, labeller)
+    stage = train_labeller(run_dir, cfg, labeller)
     target = f"data/{cfg.target}"
-    if stage is not None:
-        seg.fit(run_dir, cfg, f"data/{cfg.uda_source}", labeller, target=target)
     window = window_of(cfg)
     params = {"labeller": labeller, "threshold": threshold, "window": window}
     weights = None if stage else weights_fingerprint(labeller)
@@ -91,7 +139,9 @@ def make(run_dir: RunDir, cfg: Profile, labeller: str | None = None, threshold: 
         model = seg.load_model(run_dir, stage) if stage else to_accelerator(load(labeller))
         for split in ("train", "val"):
             confidence_dir = ctx.out / "confidence" / split
-            labelled = PseudoLabelled(run_dir.dataset(target, split), model, threshold, confidence_dir, window=window, batch=batch_of(cfg))
+            labelled = PseudoLabelled(
+                run_dir.dataset(target, split), model, threshold, confidence_dir, window=window, batch=batch_of(cfg)
+            )
             write_cityscapes(labelled, ctx.out, split)
             ctx.info[split] = {"images": len(labelled), **labelled.quality.summary()}
 
@@ -107,7 +157,9 @@ def grid(run_dir: RunDir, cfg: Profile, n: int = 4, split: str = "train"):
     rows = []
     for r in range(n):
         s, t = pseudo[r], truth[r]
-        shown = (plt.cm.viridis(confidence(run_dir, split, s.id))[..., :3] * 255).astype(np.uint8)  # max softmax in [0, 1]
+        shown = (plt.cm.viridis(confidence(run_dir, split, s.id))[..., :3] * 255).astype(
+            np.uint8
+        )  # max softmax in [0, 1]
         rows.append(("", [s.image, colorize(s.label), shown, colorize(t.label)]))
     return image_grid(rows, ("image", "pseudo-label", "confidence", "ground truth"), cell_inches=2)
 
@@ -135,9 +187,23 @@ class PseudoLabelled(Dataset):
     """
 
     def __init__(
-        self, images: Dataset, model, threshold: float, confidence_dir: Path, batch_size: int = 16, window=None, batch: int | None = None
+        self,
+        images: Dataset,
+        model,
+        threshold: float,
+        confidence_dir: Path,
+        batch_size: int = 16,
+        window=None,
+        batch: int | None = None,
     ) -> None:
-        self.images, self.model, self.threshold, self.batch_size, self.window, self.batch = images, model, threshold, batch_size, window, batch
+        self.images, self.model, self.threshold, self.batch_size, self.window, self.batch = (
+            images,
+            model,
+            threshold,
+            batch_size,
+            window,
+            batch,
+        )
         self.confidence_dir = Path(confidence_dir)
         self.confidence_dir.mkdir(parents=True, exist_ok=True)
         self.name = f"pseudo-labels of {getattr(images, 'name', 'target')}"
@@ -162,6 +228,34 @@ class PseudoLabelled(Dataset):
             if s.id not in self._seen:
                 self._seen.add(s.id)
                 self.quality.update(p, s.label)
-                Image.fromarray(np.round(c * 255).astype(np.uint8)).save(self.confidence_dir / f"{s.id}_confidence.png", compress_level=1)
-            self._cache[start + offset] = Sample(s.image, threshold_labels(p, c, self.threshold), s.depth, None, s.id, s.meta)
+                Image.fromarray(np.round(c * 255).astype(np.uint8)).save(
+                    self.confidence_dir / f"{s.id}_confidence.png", compress_level=1
+                )
+            self._cache[start + offset] = Sample(
+                s.image, threshold_labels(p, c, self.threshold), s.depth, None, s.id, s.meta
+            )
 
+
+class Recoloured(Dataset):
+    """The samples of several source datasets, each image Lab colour-transferred to a reference target image.
+
+    Sample ``i`` of source ``name`` takes the target image drawn by ``[seed, 6, i]``
+    (the same draw in every run) and gets the id ``<name>_<id>``; depth and
+    instances are dropped, as only a segmenter trains on it.
+    """
+
+    def __init__(self, sources: dict[str, Dataset], references: Dataset, seed: int) -> None:
+        if not sources or not len(references):
+            raise ValueError("recolouring needs at least one source dataset and one target image")
+        self.sources, self.references, self.seed = sources, references, seed
+        self.name = f"{'+'.join(sources)} recoloured to {getattr(references, 'name', 'the target')}"
+        self._index = [(name, i) for name, dataset in sources.items() for i in range(len(dataset))]
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __getitem__(self, index: int) -> Sample:
+        name, i = self._index[self._check_index(index)]
+        s = self.sources[name][i]
+        ref = self.references[int(np.random.default_rng([self.seed, 6, i]).integers(len(self.references)))].image
+        return Sample(colour_transfer(s.image[None], [ref])[0], s.label, None, None, f"{name}_{s.id}", s.meta)

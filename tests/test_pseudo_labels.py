@@ -97,3 +97,35 @@ def test_segmenters_train_in_worker_processes_as_they_would_here(tmp_path, monke
     # current stages start no process
     monkeypatch.setattr(seg_fit, "run_all", lambda *a, **k: pytest.fail("started processes for current stages"))
     assert pseudo_labels.train_baselines(there, profiles.load("smoke", **base, seg_workers=2)) == side_by_side
+
+
+def test_colour_labeller_trains_on_every_source_recoloured_to_the_target(stripes_run):
+    from synthlib import checks, mcoc
+    from synthlib.colour import rgb_to_lab
+
+    run_dir, cfg = stripes_run
+    run_dir.stage("data/dark", {"tint": -30}, lambda ctx: write_cityscapes(Stripes(6, 2, tint=-30), ctx.out, "train", progress=False))
+    cfg = profiles.load("smoke", sources=["src", "dark"], target="tgt", uda_source="src", uda_methods=[], conditions=[], seg_steps=6, pseudo_labeller="colour")
+
+    models = pseudo_labels.train_baselines(run_dir, cfg)
+    assert list(models) == ["source only (src)", "source only (dark)", "source only, Lab-recoloured (src+dark)", "oracle (tgt)"]
+    assert models["source only, Lab-recoloured (src+dark)"] == "models/supervised/recoloured"
+    recoloured, target = run_dir.dataset("recoloured", "train"), run_dir.dataset("data/tgt", "train")
+    assert sorted(recoloured.ids) == sorted([f"src_s{i}" for i in range(16)] + [f"dark_s{i}" for i in range(6)])
+    for source, i in (("src", 0), ("src", 5), ("dark", 1)):
+        original = run_dir.dataset(f"data/{source}", "train")[i]  # reference drawn by the index in the source as read
+        got = recoloured[recoloured.ids.index(f"{source}_{original.id}")]
+        assert np.array_equal(got.label, original.label)
+        reference = target[int(np.random.default_rng([cfg.seed, 6, i]).integers(len(target)))].image
+        lab_got, lab_ref, lab_before = (rgb_to_lab(x).reshape(-1, 3) for x in (got.image, reference, original.image))
+        # the reference's Lab mean and std, where the source image's were another tint's
+        assert np.abs(lab_got.mean(0) - lab_ref.mean(0)).max() < 1.5 < np.abs(lab_before.mean(0) - lab_ref.mean(0)).max()
+        assert np.abs(lab_got.std(0) - lab_ref.std(0)).max() < 1.5
+    assert run_dir.manifest("models/supervised/recoloured")["params"]["target"] is None  # source only: no target image in training
+
+    pseudo_labels.make(run_dir, cfg)
+    assert run_dir.manifest("pseudo_labels")["params"]["labeller"] == "colour"
+    assert "models/supervised/recoloured" in run_dir.manifest("pseudo_labels")["inputs"]
+    quality = pseudo_labels.quality(run_dir, cfg, models)
+    assert checks.pseudo_labeller(run_dir, cfg, quality) == "source only, Lab-recoloured (src+dark)"
+    assert mcoc.judge_stage(cfg) == "models/supervised/recoloured" == mcoc.train_judge(run_dir, cfg)

@@ -50,9 +50,12 @@ def pseudo_labeller(run_dir: RunDir, cfg: Profile, quality: pd.DataFrame) -> str
 
     chosen = stage(run_dir, pseudo_labels.STAGE)["params"].get("labeller")
     named(chosen, [cfg.pseudo_labeller], f"the pseudo-labeller of stage {pseudo_labels.STAGE} (the profile's pseudo_labeller)")
-    if chosen not in seg.METHODS:
+    if chosen == pseudo_labels.COLOUR:
+        row = f"{pseudo_labels.COLOUR_LABEL} ({'+'.join(cfg.sources)})"
+    elif chosen in seg.METHODS:
+        row = f"{seg.LABELS[chosen]} ({cfg.uda_source})"
+    else:
         return chosen
-    row = f"{seg.LABELS[chosen]} ({cfg.uda_source})"
     named(row, list(quality.index), "the chosen pseudo-labeller among the measured candidates (add it to uda_methods to measure it)")
     miou(quality.loc[[row]], f"pseudo_label_quality, row {row!r}")
     return row

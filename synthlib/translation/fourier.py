@@ -3,10 +3,8 @@
 - FDA (Yang & Soatto, 2020): the low-frequency amplitude spectrum of an image
   (global colour, illumination, large-scale contrast) is replaced by a
   reference image's; the phase (edges, layout, hence the semantics) stays.
-- Colour transfer (Reinhard et al., 2001): each channel is shifted and scaled
-  to the reference's mean and standard deviation, in CIE Lab, where the
-  channels are close to decorrelated, so changing one barely changes the others
-  (Reinhard used the similar l-alpha-beta space).
+- Colour transfer (Reinhard et al., 2001), in ``synthlib.colour``: each channel
+  shifted and scaled to the reference's mean and standard deviation in CIE Lab.
 
 Both map a batch of uint8 images onto a batch of uint8 references (one
 reference per image) with numpy, vectorised over the batch.
@@ -14,12 +12,13 @@ reference per image) with numpy, vectorised over the batch.
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
-from skimage import color
+
+# colour_transfer and the Lab conversions are translation baselines too: importable from here as before
+from synthlib.colour import check_images, check_references, colour_transfer, lab_to_rgb, rgb_to_lab  # noqa: F401
 
 #: FDA's beta must keep the swapped square inside the spectrum (and away from the Nyquist frequency).
 MAX_BETA = 0.5
@@ -65,54 +64,9 @@ def amplitude_swap(images: np.ndarray, references: np.ndarray, beta: float) -> n
 def fda(images: np.ndarray, references: Sequence[np.ndarray] | np.ndarray, beta: float) -> np.ndarray:
     """FDA-translate uint8 NxHxWx3 ``images``, each to its reference's style (references are resized to the images' size)."""
     check_beta(beta)
-    images = _check_images(images, "images")
-    refs = np.stack([_resize(r, images.shape[1:3]) for r in _check_references(references, len(images))])
+    images = check_images(images, "images")
+    refs = np.stack([_resize(r, images.shape[1:3]) for r in check_references(references, len(images))])
     return np.clip(np.round(amplitude_swap(images, refs, beta)), 0, 255).astype(np.uint8)
-
-
-def colour_transfer(images: np.ndarray, references: Sequence[np.ndarray] | np.ndarray) -> np.ndarray:
-    """Per-channel mean / std transfer in CIE Lab of uint8 NxHxWx3 ``images`` to their references (any size)."""
-    images = _check_images(images, "images")
-    refs = _check_references(references, len(images))
-    lab = rgb_to_lab(images)
-    mean, std = lab.mean((1, 2), keepdims=True), lab.std((1, 2), keepdims=True)
-    ref_stats = [(lab_r.mean((0, 1)), lab_r.std((0, 1))) for lab_r in (rgb_to_lab(r) for r in refs)]
-    ref_mean = np.stack([m for m, _ in ref_stats])[:, None, None]
-    ref_std = np.stack([s for _, s in ref_stats])[:, None, None]
-    # A flat channel (std 0) keeps its values shifted to the reference mean instead of dividing by zero.
-    out = (lab - mean) / np.maximum(std, 1e-6) * np.where(std > 1e-6, ref_std, 0.0) + ref_mean
-    return lab_to_rgb(out)
-
-
-def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """uint8 (or 0-255 float) sRGB ...x3 -> CIE Lab (D65, 2° observer), float64: L in [0, 100]."""
-    return color.rgb2lab(np.asarray(rgb, np.float64) / 255.0)
-
-
-def lab_to_rgb(lab: np.ndarray) -> np.ndarray:
-    """CIE Lab (D65) ...x3 -> uint8 sRGB (out-of-gamut colours clipped)."""
-    with warnings.catch_warnings():
-        # Transferred statistics can leave the gamut (negative Z); clipping them is the intent, not a fault.
-        warnings.filterwarnings("ignore", message=".*negative Z values.*")
-        rgb = color.lab2rgb(np.asarray(lab, np.float64))
-    return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
-
-
-def _check_images(images: np.ndarray, what: str) -> np.ndarray:
-    images = np.asarray(images)
-    if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise ValueError(f"{what} must be uint8 NxHxWx3 RGB, got {images.dtype} {images.shape}")
-    return images
-
-
-def _check_references(references, n: int) -> list[np.ndarray]:
-    refs = list(references)
-    if len(refs) != n:
-        raise ValueError(f"one reference per image: got {len(refs)} references for {n} images")
-    for r in refs:
-        if np.asarray(r).dtype != np.uint8 or np.asarray(r).ndim != 3 or np.asarray(r).shape[-1] != 3:
-            raise ValueError(f"references must be uint8 HxWx3 RGB, got {np.asarray(r).dtype} {np.asarray(r).shape}")
-    return [np.asarray(r) for r in refs]
 
 
 def _resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
