@@ -95,8 +95,8 @@ def train_labeller(run_dir: RunDir, cfg: Profile, labeller: str | None = None) -
 def recolour(run_dir: RunDir, cfg: Profile) -> Path:
     """Stage ``recoloured``: every source's train images, each with the Lab colour statistics of a target train image.
 
-    The reference is drawn from the target's train images by the seed, the source
-    and the index, so a re-run writes the same images; labels stay, ids get the
+    The reference is drawn from the target's train images by the seed and the
+    image's index in its source, so a re-run writes the same images; labels stay, ids get the
     source's name in front (two sources may share ids). Source only trained on it is
     labeller ``colour``: on minicity a better pseudo-labeller than the UDA methods
     (benchmarks/generation_downstream.py).
@@ -139,9 +139,7 @@ def make(run_dir: RunDir, cfg: Profile, labeller: str | None = None, threshold: 
         model = seg.load_model(run_dir, stage) if stage else to_accelerator(load(labeller))
         for split in ("train", "val"):
             confidence_dir = ctx.out / "confidence" / split
-            labelled = PseudoLabelled(
-                run_dir.dataset(target, split), model, threshold, confidence_dir, window=window, batch=batch_of(cfg)
-            )
+            labelled = PseudoLabelled(run_dir.dataset(target, split), model, threshold, confidence_dir, window=window, batch=batch_of(cfg))
             write_cityscapes(labelled, ctx.out, split)
             ctx.info[split] = {"images": len(labelled), **labelled.quality.summary()}
 
@@ -157,9 +155,7 @@ def grid(run_dir: RunDir, cfg: Profile, n: int = 4, split: str = "train"):
     rows = []
     for r in range(n):
         s, t = pseudo[r], truth[r]
-        shown = (plt.cm.viridis(confidence(run_dir, split, s.id))[..., :3] * 255).astype(
-            np.uint8
-        )  # max softmax in [0, 1]
+        shown = (plt.cm.viridis(confidence(run_dir, split, s.id))[..., :3] * 255).astype(np.uint8)  # max softmax in [0, 1]
         rows.append(("", [s.image, colorize(s.label), shown, colorize(t.label)]))
     return image_grid(rows, ("image", "pseudo-label", "confidence", "ground truth"), cell_inches=2)
 
@@ -187,23 +183,9 @@ class PseudoLabelled(Dataset):
     """
 
     def __init__(
-        self,
-        images: Dataset,
-        model,
-        threshold: float,
-        confidence_dir: Path,
-        batch_size: int = 16,
-        window=None,
-        batch: int | None = None,
+        self, images: Dataset, model, threshold: float, confidence_dir: Path, batch_size: int = 16, window=None, batch: int | None = None
     ) -> None:
-        self.images, self.model, self.threshold, self.batch_size, self.window, self.batch = (
-            images,
-            model,
-            threshold,
-            batch_size,
-            window,
-            batch,
-        )
+        self.images, self.model, self.threshold, self.batch_size, self.window, self.batch = images, model, threshold, batch_size, window, batch
         self.confidence_dir = Path(confidence_dir)
         self.confidence_dir.mkdir(parents=True, exist_ok=True)
         self.name = f"pseudo-labels of {getattr(images, 'name', 'target')}"
@@ -228,12 +210,8 @@ class PseudoLabelled(Dataset):
             if s.id not in self._seen:
                 self._seen.add(s.id)
                 self.quality.update(p, s.label)
-                Image.fromarray(np.round(c * 255).astype(np.uint8)).save(
-                    self.confidence_dir / f"{s.id}_confidence.png", compress_level=1
-                )
-            self._cache[start + offset] = Sample(
-                s.image, threshold_labels(p, c, self.threshold), s.depth, None, s.id, s.meta
-            )
+                Image.fromarray(np.round(c * 255).astype(np.uint8)).save(self.confidence_dir / f"{s.id}_confidence.png", compress_level=1)
+            self._cache[start + offset] = Sample(s.image, threshold_labels(p, c, self.threshold), s.depth, None, s.id, s.meta)
 
 
 class Recoloured(Dataset):
