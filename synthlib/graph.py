@@ -123,7 +123,7 @@ STEPS: dict[str, Step] = {
     s.name: s
     for s in (
         Step("data", "00_data", (), _data, "data/<dataset>: every source, target and condition set"),
-        Step("pseudo_labels", "01_pseudo_labels", ("data",), _pseudo_labels, "models/* (source only, UDA), pseudo_labels"),
+        Step("pseudo_labels", "01_pseudo_labels", ("data",), _pseudo_labels, "models/* (source only, UDA), recoloured (labeller colour), pseudo_labels"),
         Step("pretrain", "02_stage1", ("data",), _pretrain, "diffusion/pretrain (embedded profiles only)"),
         Step("stage1", "02_stage1", ("pretrain", "pseudo_labels"), _stage1, "diffusion/stage1"),
         Step("stage2", "03_stage2", ("stage1", "pseudo_labels"), _stage2, "diffusion/stage2"),

@@ -57,7 +57,9 @@ class Profile:
     # UDA baselines and pseudo-labels (stage 01)
     uda_source: str = "game"
     uda_methods: tuple[str, ...] = ("advent", "road_dst", "road_spt", "road", "self_training")
-    pseudo_labeller: str = "self_training"  # a method name, or a SegFormer folder / hub id
+    # a method name, "colour" (source only on every source recoloured to target images: synthlib.pseudo_labels.recolour),
+    # or a SegFormer folder / hub id
+    pseudo_labeller: str = "self_training"
     pseudo_threshold: float = 0.0  # pixels below this confidence become ignore; 0 keeps all
     # Diffusion (stages 02-03). diff_model: a named small config ("tiny", "micro"; pixel
     # space, random weights, pretrained here on the sources) or a Stable Diffusion folder /

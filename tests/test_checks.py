@@ -197,7 +197,7 @@ def test_run_datasets_have_the_profiles_minicity_sizes(tmp_path):
 
 
 def test_the_chosen_pseudo_labeller_is_a_measured_candidate_and_labelled_every_target_image(tmp_path):
-    cfg = profiles.load("smoke", target="tgt", uda_source="src")
+    cfg = profiles.load("smoke", target="tgt", uda_source="src", pseudo_labeller="self_training")
     run_dir = runs.open("c", tmp_path)
     splits = {"train": 3, "val": 2}
 

@@ -265,7 +265,8 @@ def test_bad_maps_and_parameters_are_errors():
         mcoc.rectify(label, pred, mode="erase")
     with pytest.raises(mcoc.MCOCError, match="oracle"):
         mcoc.judge_stage(profiles.load("smoke", mcoc_judge="oracle"))
-    assert mcoc.judge_stage(profiles.load("smoke")) == "models/self_training/data/game"  # the pseudo-labeller
+    assert mcoc.judge_stage(profiles.load("smoke")) == "models/supervised/recoloured"  # the pseudo-labeller, 'colour'
+    assert mcoc.judge_stage(profiles.load("smoke", pseudo_labeller="self_training")) == "models/self_training/data/game"
 
 
 def test_settings_heatmap_marks_the_best_setting():
