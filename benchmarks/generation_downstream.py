@@ -12,7 +12,9 @@ it matters, on the downstream segmenter. The run ``<run>-gen-<hash of the overri
 links the source run's datasets, diffusion model, judge and pseudo-labels (nothing of
 the source run is written), generates every source's set with the overrides (04),
 filters and rectifies it (05), trains and evaluates 06's segmenter on both (06's
-stages, cached), and prints mIoU on target val beside the source run's own sets.
+stages, cached), and prints mIoU on target val beside the source run's own sets, with
+the number of training images (what the filter kept) and the mIoU of each run's
+pseudo-labels on target train (rows older than these columns: empty).
 ``pseudo_labeller`` (another method, ``colour``, or a segmenter folder such as a
 translation baseline's model) makes the run's pseudo-labels again and trains stages 1
 and 2 on them; the MCOC judge is the profile's (by default the pseudo-labeller) unless
@@ -91,7 +93,12 @@ def main() -> None:
             ours = fit.evaluate(run_dir, cfg, model, sets).loc[sets[0], "mIoU"]
             base = source.stage_path(f"eval/{model}") / "iou.csv"
             before = pd.read_csv(base, index_col=0).loc[sets[0], "mIoU"] if base.is_file() else float("nan")
-            rows[(_shown(described, source), src, label)] = {"mIoU with overrides": ours, f"mIoU in run {args.run!r}": before}
+            rows[(_shown(described, source), src, label)] = {
+                "mIoU with overrides": ours, f"mIoU in run {args.run!r}": before,
+                "training images": len(run_dir.dataset(train_set, "train")),
+                "pseudo-label mIoU (target train)": _pseudo_label_miou(run_dir),
+                f"pseudo-label mIoU in run {args.run!r}": _pseudo_label_miou(source),
+            }  # fmt: skip
     table = pd.DataFrame.from_dict(rows, orient="index").rename_axis(["overrides", "source", "training set"])
     print(f"mIoU (%) on {cfg.target} val")
     print(table.round(1).to_string())
@@ -106,6 +113,12 @@ def main() -> None:
 def _shown(described: str, source: runs.RunDir) -> str:
     """The overrides as the table shows them: a folder inside the runs directory as ``<run>/...``, so no machine's path is kept."""
     return described.replace(str(source.path.parent.resolve()) + os.sep, "").replace(str(source.path.parent) + os.sep, "")
+
+
+def _pseudo_label_miou(run_dir: runs.RunDir) -> float:
+    """mIoU (%) of the run's pseudo-labels against the target's train labels, as stage 01 measured them (100 for the truth)."""
+    info = run_dir.manifest("pseudo_labels")["info"].get("train", {})
+    return info.get("mIoU", 100.0 if info.get("labeller") == "ground truth" else float("nan"))
 
 
 def _truth_as_pseudo_labels(source: runs.RunDir, run_dir: runs.RunDir, cfg) -> None:
