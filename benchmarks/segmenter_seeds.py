@@ -11,7 +11,7 @@ filtered, translated) are the source run's. Each seed trains in a run ``<run>-se
 the source run's datasets and training sets, so nothing of the source run is written;
 the run's own seed reads 06's models (trained there if missing).
 Prints mIoU on target val per seed with the mean and standard deviation per row, and
-writes the table ``segmenter_seeds`` into the source run's tables, and
+writes the table ``segmenter_seeds`` (``--table``) into the source run's tables, and
 ``segmenter_seeds_margin``: per source, ours (filtered + rectified) against the best
 translation row by mean, the margin, twice the pooled seed std, and the share of the
 source-only -> oracle gap each closes (mean over seeds of the per-seed share).
@@ -36,6 +36,8 @@ def main() -> None:
     ap.add_argument("--profile", default=None, help="default: the run's name if it is a profile, else 'default'")
     ap.add_argument("--seeds", default="1,2", help="comma-separated seeds besides the run's own")
     ap.add_argument("--uda", default="self_training", help="comma-separated UDA methods to retrain ('' = none)")
+    ap.add_argument("--table", default="segmenter_seeds",
+                    help="the tables' name (and NAME_margin), so that another run's rows can sit beside the main run's")
     ap.add_argument("--i2i", default="colour,cyclegan_k10",
                     help="comma-separated translation methods whose translated sets to retrain on ('' = none)")
     args = ap.parse_args()
@@ -70,14 +72,14 @@ def main() -> None:
     table = table.assign(mean=table.mean(axis=1), std=table.std(axis=1))
     print(f"mIoU (%) on {cfg.target} val")
     print(table.round(2).to_string())
-    report.write_table(table, source, cfg, "segmenter_seeds",
+    report.write_table(table, source, cfg, args.table,
                        f"mIoU (%) on {cfg.target} val of the main table's rows, the downstream segmenter trained with "
                        "other seeds on the same training sets; mean and standard deviation over the seeds")
     i2i = [m for m in args.i2i.split(",") if m]
     if i2i:
         margin = margins(table.drop(columns=["mean", "std"]), cfg.sources, [i2i_name(m) for m in i2i])
         print(margin.round(2).to_string())
-        report.write_table(margin, source, cfg, "segmenter_seeds_margin",
+        report.write_table(margin, source, cfg, f"{args.table}_margin",
                            f"Ours (generated + MCOC filter + rectification) against the best translation baseline, mIoU (%) on "
                            f"{cfg.target} val over {len(table.columns) - 2} downstream seeds; gap closed = share of the "
                            "source-only -> oracle gap (mean of the per-seed shares)")
