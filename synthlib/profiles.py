@@ -86,8 +86,8 @@ PROFILES: dict[str, Profile] = {
         zs_max_images=0,
     ),
     # Rare-class sampling: the oracle learns 10 classes with it, 8 without (benchmarks/segmenter_init.py --oracle-only)
-    # The pseudo-labeller: source only on the Lab-recoloured sources labels minicity's target at 22 mIoU, the UDA
-    # methods at 16-19 (benchmarks/generation_downstream.py, results/pseudo_label_quality.md)
+    # The pseudo-labeller: source only on the Lab-recoloured sources labels minicity's target train at 21.9 mIoU,
+    # self-training at 18.4, and ours gains 3-3.4 points from it (results/generation_downstream.md, docs/design.md §8)
     "default": Profile(seg_rcs_temperature=0.01, pseudo_labeller="colour"),
     "paper": Profile(
         name="paper",
