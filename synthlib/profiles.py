@@ -87,7 +87,7 @@ PROFILES: dict[str, Profile] = {
     ),
     # Rare-class sampling: the oracle learns 10 classes with it, 8 without (benchmarks/segmenter_init.py --oracle-only)
     # The pseudo-labeller: source only on the Lab-recoloured sources labels minicity's target train at 21.9 mIoU,
-    # self-training at 18.4, and ours gains 3-3.4 points from it (results/generation_downstream.md, docs/design.md §8)
+    # self-training at 18.4, and ours gains 2.8-3.4 points from it (results/generation_downstream.md, docs/design.md §8)
     "default": Profile(seg_rcs_temperature=0.01, pseudo_labeller="colour"),
     "paper": Profile(
         name="paper",
