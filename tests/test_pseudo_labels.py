@@ -27,7 +27,9 @@ def stripes_run(tmp_path):
             write_cityscapes(Stripes(8, 1, tint=tint), ctx.out, "val", progress=False)
 
         run_dir.stage(f"data/{name}", {"tint": tint}, build)
-    cfg = profiles.load("smoke", sources=["src"], target="tgt", uda_source="src", uda_methods=["advent"], conditions=[], seg_steps=6)
+    cfg = profiles.load(
+        "smoke", sources=["src"], target="tgt", uda_source="src", uda_methods=["advent"], conditions=[], seg_steps=6, pseudo_labeller="advent"
+    )
     return run_dir, cfg
 
 
@@ -88,7 +90,7 @@ def test_segmenters_train_in_worker_processes_as_they_would_here(tmp_path, monke
         side_by_side = pseudo_labels.train_baselines(there, profiles.load("smoke", **base, seg_workers=2))
     finally:
         torch.set_num_threads(threads)
-    assert alone == side_by_side and len(alone) == 3
+    assert alone == side_by_side and len(alone) == 4  # source only, ADVENT, the smoke profile's labeller 'colour', oracle
     for stage in alone.values():
         a, b = seg.load_model(here, stage).state_dict(), seg.load_model(there, stage).state_dict()
         assert all(torch.equal(a[k], b[k]) for k in a), stage  # the same training, in another process
