@@ -70,7 +70,8 @@ def parse_assignments(items: list[str] | tuple[str, ...], option: str = "--set")
 
     A value is parsed as JSON where it parses (numbers, booleans, lists), else
     kept as text; a text field keeps the text as typed, and a list field also
-    takes comma-separated items. ``load`` checks names and types.
+    takes comma-separated items or one item (``i2i_k=10`` is ``[10]``). ``load``
+    checks names and types.
     """
     from synthlib.profiles import Profile
 
@@ -85,7 +86,7 @@ def parse_assignments(items: list[str] | tuple[str, ...], option: str = "--set")
         hint = hints.get(key)
         if hint is str:
             value = text
-        elif typing.get_origin(hint) is tuple and isinstance(value, str):
+        elif typing.get_origin(hint) is tuple and not isinstance(value, list):
             value = [_parse_json(part.strip()) for part in text.split(",") if part.strip()]
         out[key] = value
     return out

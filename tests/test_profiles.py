@@ -93,5 +93,9 @@ def test_parse_assignments_reads_json_else_text_and_lists_by_comma():
     }  # fmt: skip
     cfg = profiles.load("smoke", parsed)
     assert cfg.sources == ("gta5", "synthia") and cfg.diff_prompt == "1" and cfg.seg_crop == (64, 64)
+    # one item of a list field, as README's `--set i2i_k=10`
+    one = profiles.parse_assignments(["i2i_k=10", "uda_methods=self_training", "conditions=fog"])
+    assert one == {"i2i_k": [10], "uda_methods": ["self_training"], "conditions": ["fog"]}
+    assert profiles.load("smoke", one).i2i_k == (10,)
     with pytest.raises(profiles.ProfileError, match="expected FIELD=VALUE"):
         profiles.parse_assignments(["=3"])
